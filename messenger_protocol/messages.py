@@ -1,0 +1,160 @@
+"""The ops of the protocol, their fields, and validation of incoming requests.
+
+Every request is ``{"id": n, "op": name, ...fields}``. ``validate_request`` checks a decoded
+map against the table below and returns the fields with defaults filled in, or raises
+``bad_request`` / ``too_large`` naming the offending field, so handlers only ever see
+well-typed values. docs/protocol.md documents the same table for people.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import ErrorCode, ProtocolError
+
+# SPEC.md: 1-50 of A-Z a-z 0-9 . _ - and not starting with '.'; these ids name folders.
+USER_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,49}")
+SESSION_ID_RE = re.compile(r"\d{8}_\d{6}")
+MAX_ID = 2**53  # request ids and seqs stay exact in every language's numbers
+
+NAME_MAX = 255          # SESSION_NM is varchar(255); display names share the cap of 50 (USER_NM)
+USER_NM_MAX = 50
+PASSWORD_MIN = 8
+PASSWORD_MAX = 1024     # a slow hash of a megabyte-long password is a cheap DoS
+TXN_ID_MAX = 64
+CHAT_TYPES = ("text", "image", "emoticon")
+
+
+def is_valid_user_id(value: Any) -> bool:
+    """True when ``value`` is a USER_ID that SPEC.md allows (safe as a folder name)."""
+    return isinstance(value, str) and USER_ID_RE.fullmatch(value) is not None
+
+
+def is_valid_session_id(value: Any) -> bool:
+    """True when ``value`` looks like ``YYYYMMDD_NNNNNN``."""
+    return isinstance(value, str) and SESSION_ID_RE.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a request: its wire type and the limits checked before any handler runs."""
+
+    name: str
+    kind: type | tuple[type, ...]
+    required: bool = True
+    default: Any = None
+    min_len: int | None = None
+    max_len: int | None = None          # for str: characters; bytes: bytes; list: items
+    minimum: int | None = None
+    maximum: int | None = None
+    check: Callable[[Any], bool] | None = None
+    check_text: str = ""
+    items: "Field | None" = None          # for lists: the type of every item
+
+    def validate(self, value: Any, where: str) -> Any:
+        # bool is an int in Python; a True where a number belongs is a client bug, not a 1.
+        if isinstance(value, bool) and self.kind is not bool and bool not in _as_tuple(self.kind):
+            raise _bad(f"{where} must be {_kind_name(self.kind)}, not a boolean")
+        if not isinstance(value, self.kind):
+            raise _bad(f"{where} must be {_kind_name(self.kind)}, not {_type_name(value)}")
+        if isinstance(value, (str, bytes, list)):
+            if self.max_len is not None and len(value) > self.max_len:
+                code = ErrorCode.TOO_LARGE if isinstance(value, bytes) else ErrorCode.BAD_REQUEST
+                raise ProtocolError(code, f"{where} is longer than {self.max_len}")
+            if self.min_len is not None and len(value) < self.min_len:
+                raise _bad(f"{where} must have at least {self.min_len} "
+                           f"{'characters' if isinstance(value, str) else 'items' if isinstance(value, list) else 'bytes'}")
+        if isinstance(value, int):
+            if self.minimum is not None and value < self.minimum:
+                raise _bad(f"{where} must be at least {self.minimum}")
+            if self.maximum is not None and value > self.maximum:
+                raise _bad(f"{where} must be at most {self.maximum}")
+        if isinstance(value, str) and "\x00" in value:
+            raise _bad(f"{where} must not contain NUL")
+        if self.check is not None and not self.check(value):
+            raise _bad(f"{where} {self.check_text}")
+        if self.items is not None:
+            return [self.items.validate(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    return " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in _as_tuple(kind))
+
+
+def _type_name(value: Any) -> str:
+    return "nil" if value is None else _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+_TYPE_NAMES = {str: "a string", bytes: "binary", int: "an integer", bool: "a boolean",
+               list: "an array", dict: "a map", float: "a float", type(None): "nil"}
+
+
+def _bad(message: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_REQUEST, message)
+
+
+def user_id_field(name: str = "user_id", required: bool = True) -> Field:
+    return Field(name, str, required=required, max_len=50, check=is_valid_user_id,
+                 check_text="must be 1-50 of A-Z a-z 0-9 . _ - and not start with '.'")
+
+
+def room_fields() -> tuple[Field, ...]:
+    """A room is addressed by (session_id, creator_id), as in SESSION_TB's key."""
+    return (Field("session_id", str, max_len=15, check=is_valid_session_id,
+                  check_text="must look like YYYYMMDD_NNNNNN"),
+            user_id_field("creator_id"))
+
+
+PASSWORD = Field("password", str, min_len=PASSWORD_MIN, max_len=PASSWORD_MAX)
+LISTEN = (Field("listen_host", str, required=False, max_len=40),
+          Field("listen_port", int, required=False, minimum=1, maximum=65535))
+
+# op -> fields. Requests may carry more fields than listed; those are ignored.
+OPS: dict[str, tuple[Field, ...]] = {
+    "hello": (Field("version", int, minimum=0, maximum=MAX_ID),
+              Field("client", str, required=False, default="", max_len=100)),
+    "ping": (),
+    "register": (user_id_field(), PASSWORD,
+                 Field("name", str, required=False, min_len=1, max_len=USER_NM_MAX)),
+    "login": (user_id_field(), Field("password", str, max_len=PASSWORD_MAX), *LISTEN),
+    "logout": (),
+    "get_profile": (user_id_field(required=False),),
+    "set_profile": (Field("name", str, required=False, min_len=1, max_len=USER_NM_MAX),
+                    Field("image", bytes, required=False)),
+}
+
+
+def validate_request(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Check a request map; return ``(op, fields)`` or raise ``ProtocolError``.
+
+    ``fields`` holds exactly the op's declared fields, optional ones defaulted.
+    """
+    op = message.get("op")
+    if not isinstance(op, str):
+        raise _bad("request must have an 'op' string")
+    spec = OPS.get(op)
+    if spec is None:
+        raise _bad(f"unknown op {op[:40]!r}")
+    fields: dict[str, Any] = {}
+    for field in spec:
+        if field.name not in message or message[field.name] is None:
+            if field.required:
+                raise _bad(f"{op}: field {field.name!r} is required")
+            fields[field.name] = field.default
+            continue
+        fields[field.name] = field.validate(message[field.name], f"{op}: field {field.name!r}")
+    return op, fields
+
+
+def request_id(message: dict[str, Any]) -> int | None:
+    """The request's id when it is a usable integer, else None (replies then carry id nil)."""
+    rid = message.get("id")
+    if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid <= MAX_ID:
+        return rid
+    return None

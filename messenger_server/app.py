@@ -1,0 +1,158 @@
+"""The Server: builds the database, pool, actions and listener from a Config, and stops them
+in the right order. No module globals, so tests can run several servers side by side."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import uuid
+from typing import Any
+
+import gevent
+import gevent.event
+from gevent.server import StreamServer
+
+from . import __version__
+from .actions.accounts import Accounts
+from .config import Config
+from .connection import ClientSession
+from .dispatch import Dispatcher
+from .storage import migrate, users
+from .storage.embedded import EmbeddedPostgres
+from .storage.pool import Pool
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 10.0
+STALE_SERVER_SECONDS = 35.0   # three missed heartbeats and a margin
+
+
+class Server:
+    """One server process: ``start()``, then ``serve_forever()`` until ``stop()``."""
+
+    version = __version__
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.server_id = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.embedded: EmbeddedPostgres | None = None
+        self.pool: Pool | None = None
+        self.listener: StreamServer | None = None
+        self.sessions: set[ClientSession] = set()
+        self._stopped = gevent.event.Event()
+        self._heartbeat: gevent.Greenlet | None = None
+
+    # -- start ---------------------------------------------------------------------------
+    def start(self) -> None:
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.archive_root.mkdir(parents=True, exist_ok=True)
+        dsn = config.database_url
+        if not dsn:
+            self.embedded = EmbeddedPostgres(config.data_dir / "pg")
+            dsn = self.embedded.start()
+        applied = migrate.migrate(dsn)
+        if applied:
+            log.info("database schema migrated: %s", applied)
+        self.pool = Pool(dsn, size=config.pool_size)
+        with self.pool.transaction("server.register") as cur:
+            users.register_server(cur, self.server_id, STALE_SERVER_SECONDS)
+        self.accounts = Accounts(config, self.pool, self.server_id)
+        self.dispatcher = Dispatcher(self._handlers())
+        self.listener = StreamServer((config.host, config.port), self._handle_connection)
+        self.listener.start()
+        self._heartbeat = gevent.spawn(self._heartbeat_loop)
+        host, port = self.listener.address[:2]
+        print(f"listening on {host}:{port}", flush=True)
+        log.info("server %s ready", self.server_id)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.listener is not None
+        return self.listener.address[:2]
+
+    def _handlers(self) -> dict[str, Any]:
+        a = self.accounts
+        return {
+            "ping": lambda caller: {},
+            "register": a.do_register,
+            "login": a.do_login,
+            "logout": a.do_logout,
+            "get_profile": a.do_get_profile,
+            "set_profile": a.do_set_profile,
+        }
+
+    # -- connections ---------------------------------------------------------------------
+    def _handle_connection(self, sock: socket.socket, address: Any) -> None:
+        session = ClientSession(self, sock, address)
+        self.sessions.add(session)
+        session.run()
+
+    def session_closed(self, session: ClientSession) -> None:
+        """Called once by every connection as it ends."""
+        self.sessions.discard(session)
+        if session.token_hash is not None and self.pool is not None:
+            try:
+                self.accounts.close_session(session.token_hash)
+            except Exception as exc:  # the database may be down; the heartbeat cleans up later
+                log.warning("could not mark %s offline: %s", session.user_id, exc)
+            session.unbind()
+
+    def _heartbeat_loop(self) -> None:
+        while True:
+            gevent.sleep(HEARTBEAT_SECONDS)
+            try:
+                assert self.pool is not None
+                with self.pool.transaction("server.heartbeat") as cur:
+                    users.heartbeat(cur, self.server_id)
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    # -- stop ----------------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        """Block until ``request_stop`` is called (e.g. by SIGINT/SIGTERM), then stop."""
+        self._stopped.wait()
+        self.stop()
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            gevent.signal_handler(signum, self.request_stop)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, let requests in flight finish, close the pool, stop PostgreSQL."""
+        log.info("stopping")
+        if self.listener is not None:
+            self.listener.close()
+        for session in list(self.sessions):
+            session.shutdown_reading()
+        deadline = gevent.Timeout(grace)
+        try:
+            with deadline:
+                while self.sessions:
+                    gevent.sleep(0.05)
+        except gevent.Timeout:
+            log.warning("%d connections still busy after %.0f s; closing them", len(self.sessions), grace)
+        if self.listener is not None:
+            self.listener.stop(timeout=1)
+        if self._heartbeat is not None:
+            self._heartbeat.kill()
+        if self.pool is not None:
+            try:
+                with self.pool.transaction("server.unregister") as cur:
+                    users.unregister_server(cur, self.server_id)
+            except Exception as exc:
+                log.warning("could not unregister: %s", exc)
+            self.pool.close()
+        if self.embedded is not None:
+            self.embedded.stop()
+        log.info("stopped")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

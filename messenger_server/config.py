@@ -1,0 +1,117 @@
+"""Server configuration: one frozen dataclass built from flags and MESSENGER_* variables.
+
+Precedence: command-line flag, then environment variable, then default. Every component
+receives the Config it needs; nothing reads the environment elsewhere.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Mapping, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from messenger_protocol import DEFAULT_MAX_FRAME_SIZE
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the server needs to start. Paths are absolute once built."""
+
+    host: str = "127.0.0.1"
+    port: int = 9100
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    archive_dir: Path | None = None       # None: <data_dir>/archive
+    timezone: str = "UTC"
+    pool_size: int = 10
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    max_text_bytes: int = 64 * KiB
+    max_image_bytes: int = 10 * MiB
+    max_emoticon_bytes: int = 64
+    max_profile_image_bytes: int = 2 * MiB
+    hello_timeout: float = 30.0           # a connection that never says hello is closed
+    log_level: str = "WARNING"
+
+    @property
+    def archive_root(self) -> Path:
+        return self.archive_dir if self.archive_dir is not None else self.data_dir / "archive"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+_HELP = {
+    "host": "address to listen on",
+    "port": "port to listen on; 0 picks a free one (printed when ready)",
+    "data_dir": "where the server keeps its files (embedded database, archive, profile images)",
+    "database_url": "PostgreSQL URL; without it an embedded PostgreSQL runs in <data-dir>/pg",
+    "archive_dir": "chat history archive; default <data-dir>/archive",
+    "timezone": "IANA time zone that decides a message's day file, e.g. Asia/Seoul",
+    "pool_size": "database connections per server process",
+    "max_frame_size": "largest frame accepted, in bytes; bigger frames close the connection",
+    "max_text_bytes": "largest text message, in bytes of UTF-8",
+    "max_image_bytes": "largest image message or room image, in bytes",
+    "max_emoticon_bytes": "longest emoticon id, in bytes",
+    "max_profile_image_bytes": "largest profile image, in bytes",
+    "hello_timeout": "seconds a new connection may take to send hello",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+def _env_name(name: str) -> str:
+    return "MESSENGER_" + name.upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``messenger-server``; every flag also reads MESSENGER_<NAME>."""
+    parser = argparse.ArgumentParser(
+        prog="messenger-server",
+        description="Run the messenger server. Every option can also be set with the "
+                    "environment variable shown in brackets.")
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        kind = {int: int, float: float}.get(type(f.default), str)
+        if f.name == "port":
+            kind = int
+        shown = "<data-dir>/archive" if f.name == "archive_dir" else f.default
+        parser.add_argument(flag, dest=f.name, type=kind, default=None,
+                            help=f"{_HELP[f.name]} [{_env_name(f.name)}] (default: {shown})")
+    return parser
+
+
+def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Build a Config from flags and environment; exits with a usage error on bad values."""
+    environ = os.environ if environ is None else environ
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    values: dict[str, object] = {}
+    for f in fields(Config):
+        value = getattr(args, f.name)
+        if value is None and _env_name(f.name) in environ:
+            raw = environ[_env_name(f.name)]
+            try:
+                value = type(f.default)(raw) if isinstance(f.default, (int, float)) else raw
+            except ValueError:
+                parser.error(f"{_env_name(f.name)}={raw!r} is not a valid {type(f.default).__name__}")
+        if value is None or value == "":
+            continue
+        if f.name in ("data_dir", "archive_dir"):
+            value = Path(str(value)).expanduser().resolve()
+        values[f.name] = value
+    values.setdefault("data_dir", Path("var").resolve())
+    config = Config(**values)  # type: ignore[arg-type]
+    try:
+        config.zone
+    except (ZoneInfoNotFoundError, ValueError):
+        parser.error(f"unknown time zone {config.timezone!r}; use an IANA name like UTC or Asia/Seoul")
+    if not 0 <= config.port <= 65535:
+        parser.error("--port must be between 0 and 65535")
+    if config.pool_size < 1:
+        parser.error("--pool-size must be at least 1")
+    return config

@@ -1,0 +1,134 @@
+"""One client connection: a greenlet that reads frames, dispatches requests, writes replies.
+
+The loop never knows SQL or files; it turns every failure of a request into an error reply
+and keeps going, closing the connection only when the byte stream itself cannot continue
+(an oversized frame) or the client goes away.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import gevent.lock
+
+from messenger_protocol import PROTOCOL_VERSION, ErrorCode, FrameDecoder, ProtocolError, encode
+from messenger_protocol.messages import request_id, validate_request
+
+if TYPE_CHECKING:
+    from .app import Server
+
+log = logging.getLogger(__name__)
+
+RECV_SIZE = 256 * 1024
+
+
+class ClientSession:
+    """State of one connection: who is logged in, and a lock so replies and pushes that
+    share the socket never interleave their bytes."""
+
+    def __init__(self, server: "Server", sock: socket.socket, address: Any) -> None:
+        self.server = server
+        self.sock = sock
+        self.peer_ip: str = address[0] if isinstance(address, tuple) else "local"
+        self.user_id: str | None = None
+        self.token_hash: bytes | None = None
+        self.push_secret: bytes | None = None
+        self.greeted = False
+        self.closing = False
+        self._write_lock = gevent.lock.Semaphore()
+
+    # -- called by actions -------------------------------------------------------------
+    def bind(self, user_id: str, token_hash: bytes, push_secret: bytes) -> None:
+        """The connection is now logged in as ``user_id``."""
+        self.user_id, self.token_hash, self.push_secret = user_id, token_hash, push_secret
+
+    def unbind(self) -> None:
+        self.user_id = self.token_hash = self.push_secret = None
+
+    # -- I/O -----------------------------------------------------------------------------
+    def send_bytes(self, data: bytes) -> None:
+        """Write one or more encoded frames atomically with respect to other writers."""
+        with self._write_lock:
+            self.sock.sendall(data)
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_bytes(encode(message))
+
+    def send_error(self, rid: int | None, error: ProtocolError) -> None:
+        self.send({"id": rid, "ok": False, "error": error.to_wire()})
+
+    def run(self) -> None:
+        """Serve the connection until the peer closes it or the server stops."""
+        try:
+            self._serve()
+        except (ConnectionError, OSError) as exc:
+            log.debug("connection from %s ended: %s", self.peer_ip, exc)
+        finally:
+            self.server.session_closed(self)
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def _serve(self) -> None:
+        decoder = FrameDecoder(self.server.config.max_frame_size)
+        while not self.closing:
+            timeout = None if self.greeted else self.server.config.hello_timeout
+            try:
+                with gevent.Timeout(timeout):
+                    data = self.sock.recv(RECV_SIZE)
+            except gevent.Timeout:
+                self.send_error(None, ProtocolError(ErrorCode.BAD_REQUEST,
+                                                    "no hello in time; closing the connection"))
+                return
+            if not data:
+                return
+            try:
+                frames = decoder.feed(data)
+            except ProtocolError as exc:  # fatal: the stream cannot be resynchronised
+                log.info("closing connection from %s: %s", self.peer_ip, exc.message)
+                self.send_error(None, exc)
+                return
+            for frame in frames:
+                if isinstance(frame, ProtocolError):
+                    self.send_error(None, frame)
+                else:
+                    self._handle(frame)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        rid = request_id(message)
+        try:
+            if rid is None:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "a request needs an integer 'id' from 0 to 2**53")
+            op, fields = validate_request(message)
+            if op == "hello":
+                reply = self._hello(fields["version"])
+            elif not self.greeted:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "send hello before any other op")
+            else:
+                reply = self.server.dispatcher.dispatch(self, op, fields)
+        except ProtocolError as exc:
+            self.send_error(rid, exc)
+            return
+        except Exception:
+            log.exception("internal error handling %r", message.get("op"))
+            self.send_error(rid, ProtocolError(ErrorCode.INTERNAL, "internal server error; the request may be retried"))
+            return
+        self.send({"id": rid, "ok": True, **reply})
+
+    def _hello(self, version: int) -> dict[str, Any]:
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(ErrorCode.BAD_REQUEST,
+                                f"protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}")
+        self.greeted = True
+        return {"version": PROTOCOL_VERSION, "server": f"messenger-server/{self.server.version}"}
+
+    def shutdown_reading(self) -> None:
+        """Make the loop end after the request in flight (used by a clean server stop)."""
+        self.closing = True
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass

@@ -1,0 +1,115 @@
+"""SQL for accounts and login sessions (USER_TB, USER_SESSION_TB). Functions take a cursor,
+so callers decide the transaction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Cursor = Any
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    name: str
+    image_path: str | None
+    online: bool
+
+
+def create_user(cur: Cursor, user_id: str, name: str, password_hash: str) -> bool:
+    """Insert a user; False when the id is taken (by any process, thanks to the key)."""
+    cur.execute("""INSERT INTO USER_TB (USER_ID, USER_NM, PASSWORD) VALUES (%s, %s, %s)
+                   ON CONFLICT (USER_ID) DO NOTHING RETURNING USER_ID""",
+                (user_id, name, password_hash))
+    return cur.fetchone() is not None
+
+
+def password_hash(cur: Cursor, user_id: str) -> str | None:
+    cur.execute("SELECT PASSWORD FROM USER_TB WHERE USER_ID = %s", (user_id,))
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def get_user(cur: Cursor, user_id: str) -> User | None:
+    cur.execute("SELECT USER_ID, USER_NM, IMAGE_PATH, LOGIN_IP IS NOT NULL FROM USER_TB WHERE USER_ID = %s",
+                (user_id,))
+    row = cur.fetchone()
+    return User(*row) if row else None
+
+
+def existing_user_ids(cur: Cursor, user_ids: list[str]) -> set[str]:
+    cur.execute("SELECT USER_ID FROM USER_TB WHERE USER_ID = ANY(%s)", (list(user_ids),))
+    return {row[0] for row in cur.fetchall()}
+
+
+def update_profile(cur: Cursor, user_id: str, name: str | None, image_path: str | None) -> None:
+    cur.execute("""UPDATE USER_TB SET USER_NM = COALESCE(%s, USER_NM),
+                                      IMAGE_PATH = COALESCE(%s, IMAGE_PATH)
+                   WHERE USER_ID = %s""", (name, image_path, user_id))
+
+
+def open_session(cur: Cursor, token_hash: bytes, user_id: str, listen_ip: str | None,
+                 listen_port: int | None, push_secret: bytes, server_id: str) -> None:
+    """Record a login and point USER_TB's LOGIN_IP/LOGIN_PORT at its listener."""
+    cur.execute("""INSERT INTO USER_SESSION_TB
+                       (TOKEN_HASH, USER_ID, LISTEN_IP, LISTEN_PORT, PUSH_SECRET, SERVER_ID)
+                   VALUES (%s, %s, %s, %s, %s, %s)""",
+                (token_hash, user_id, listen_ip, listen_port, push_secret, server_id))
+    _refresh_login_address(cur, user_id)
+
+
+def close_session(cur: Cursor, token_hash: bytes) -> str | None:
+    """Mark a session offline; return its user. USER_TB's address falls back to another live
+    session of the same user, or NULL when there is none."""
+    cur.execute("""UPDATE USER_SESSION_TB SET ONLINE = false, LAST_SEEN = now()
+                   WHERE TOKEN_HASH = %s AND ONLINE RETURNING USER_ID""", (token_hash,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    _refresh_login_address(cur, row[0])
+    return row[0]
+
+
+def close_server_sessions(cur: Cursor, server_id: str) -> list[str]:
+    """Mark every session held by one server process offline (its shutdown or restart)."""
+    cur.execute("""UPDATE USER_SESSION_TB SET ONLINE = false, LAST_SEEN = now()
+                   WHERE SERVER_ID = %s AND ONLINE RETURNING USER_ID""", (server_id,))
+    users = sorted({row[0] for row in cur.fetchall()})
+    for user_id in users:
+        _refresh_login_address(cur, user_id)
+    return users
+
+
+def _refresh_login_address(cur: Cursor, user_id: str) -> None:
+    # A row sub-select that finds nothing assigns NULLs: offline in the original's terms.
+    cur.execute("""UPDATE USER_TB SET (LOGIN_IP, LOGIN_PORT) =
+                       (SELECT LISTEN_IP, LISTEN_PORT FROM USER_SESSION_TB
+                        WHERE USER_ID = %s AND ONLINE ORDER BY CREATED_AT DESC LIMIT 1)
+                   WHERE USER_ID = %s""", (user_id, user_id))
+
+
+def register_server(cur: Cursor, server_id: str, stale_after: float) -> list[str]:
+    """Record a live server process and close the sessions of processes that stopped
+    heartbeating (crashed or killed); return the users whose sessions were closed."""
+    cur.execute("""INSERT INTO SERVER_TB (SERVER_ID) VALUES (%s)
+                   ON CONFLICT (SERVER_ID) DO UPDATE SET HEARTBEAT = now()""", (server_id,))
+    cur.execute("""DELETE FROM SERVER_TB WHERE HEARTBEAT < now() - make_interval(secs => %s)
+                   RETURNING SERVER_ID""", (stale_after,))
+    dead = [row[0] for row in cur.fetchall()]
+    cur.execute("""SELECT DISTINCT SERVER_ID FROM USER_SESSION_TB
+                   WHERE ONLINE AND SERVER_ID NOT IN (SELECT SERVER_ID FROM SERVER_TB)""")
+    dead += [row[0] for row in cur.fetchall()]
+    users: set[str] = set()
+    for sid in set(dead):
+        users.update(close_server_sessions(cur, sid))
+    return sorted(users)
+
+
+def heartbeat(cur: Cursor, server_id: str) -> None:
+    cur.execute("""INSERT INTO SERVER_TB (SERVER_ID) VALUES (%s)
+                   ON CONFLICT (SERVER_ID) DO UPDATE SET HEARTBEAT = now()""", (server_id,))
+
+
+def unregister_server(cur: Cursor, server_id: str) -> None:
+    close_server_sessions(cur, server_id)
+    cur.execute("DELETE FROM SERVER_TB WHERE SERVER_ID = %s", (server_id,))

@@ -1,0 +1,124 @@
+"""Helpers for tests: server processes, database access, waiting on conditions."""
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+import psycopg2
+
+T = TypeVar("T")
+START_TIMEOUT = 60.0
+
+
+@contextlib.contextmanager
+def admin_connection(url: str) -> Iterator[psycopg2.extensions.cursor]:
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            yield cur
+    finally:
+        conn.close()
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "condition",
+             interval: float = 0.01) -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class ServerProcess:
+    """A ``python -m messenger_server`` subprocess on 127.0.0.1, port 0."""
+
+    def __init__(self, data_dir: Path, database_url: str | None, extra: list[str],
+                 env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.database_url = database_url
+        self.extra = extra
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.address: tuple[str, int] = ("127.0.0.1", 0)
+        self.stderr_path = data_dir / "server.stderr"
+
+    @property
+    def argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "messenger_server", "--host", "127.0.0.1", "--port", "0",
+                "--data-dir", str(self.data_dir), *self.extra]
+        if self.database_url:
+            argv += ["--database-url", self.database_url]
+        return argv
+
+    def start(self, port: int | None = None) -> "ServerProcess":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = self.argv
+        if port is not None:
+            argv[argv.index("--port") + 1] = str(port)
+        env = {**os.environ, **(self.env or {})}
+        env.pop("MESSENGER_DATABASE_URL", None)
+        with open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, env=env)
+        line = self._read_line(START_TIMEOUT)
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            raise AssertionError(f"server did not start: {line!r}\n{self.stderr()}")
+        host, port_text = line.split()[-1].rsplit(":", 1)
+        self.address = (host, int(port_text))
+        return self
+
+    def _read_line(self, timeout: float) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        buf = b""
+        fd = self.proc.stdout.fileno()
+        while not buf.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return buf.decode(errors="replace")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                chunk = os.read(fd, 1)
+                if not chunk:
+                    break
+                buf += chunk
+        return buf.decode(errors="replace").strip()
+
+    def stderr(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit status."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.terminate(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
