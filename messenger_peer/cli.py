@@ -12,6 +12,8 @@ from typing import Any, Callable, Sequence
 
 from messenger_protocol import ErrorCode, ProtocolError
 
+from messenger_protocol.messages import RoomKey
+
 from .client import parse_address
 from .peer import Peer
 
@@ -71,6 +73,109 @@ def cmd_profile(peer: Peer, args: argparse.Namespace) -> None:
     peer.logout()
 
 
+def _room(text: str) -> RoomKey:
+    try:
+        return RoomKey.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def decode_day(day: dict[str, Any], room: str) -> list[dict[str, Any]]:
+    """A day's DD.json as message lines: text decoded, other content left as base64."""
+    lines = []
+    for record in json.loads(day["content"])["chat"]:
+        line = {"room": room, **record}
+        if record.get("chat_type") == "text":
+            line["text"] = base64.b64decode(record["content"]).decode("utf-8", errors="replace")
+        lines.append(line)
+    return lines
+
+
+def cmd_create_room(peer: Peer, args: argparse.Namespace) -> None:
+    login(peer, args)
+    image = _read_file(args.image) if args.image else None
+    reply = peer.create_room(args.name, args.invite, image)
+    emit({"ok": True, "op": "create_room", **reply})
+
+
+def cmd_invite(peer: Peer, args: argparse.Namespace) -> None:
+    login(peer, args)
+    emit({"ok": True, "op": "invite", "room": args.room.folder, **peer.invite(args.room, args.users)})
+
+
+def cmd_leave(peer: Peer, args: argparse.Namespace) -> None:
+    login(peer, args)
+    peer.leave(args.room)
+    emit({"ok": True, "op": "leave", "room": args.room.folder})
+
+
+def cmd_rename(peer: Peer, args: argparse.Namespace) -> None:
+    login(peer, args)
+    emit({"ok": True, "op": "rename", "room": args.room.folder, **peer.rename_room(args.room, args.name)})
+
+
+def cmd_rooms(peer: Peer, args: argparse.Namespace) -> None:
+    login(peer, args)
+    for room in peer.list_rooms():
+        emit({"room": RoomKey(room["session_id"], room["creator_id"]).folder, **room})
+
+
+def cmd_members(peer: Peer, args: argparse.Namespace) -> None:
+    login(peer, args)
+    for member in peer.room_members(args.room):
+        emit({"room": args.room.folder, **member})
+
+
+def _send(peer: Peer, args: argparse.Namespace, chat_type: str, content: bytes) -> None:
+    login(peer, args)
+    reply = peer.send(args.room, chat_type, content, args.txn_id)
+    emit({"ok": True, "op": "send", "room": args.room.folder, "chat_type": chat_type,
+          "seq": reply["seq"], "chat_time": reply["chat_time"]})
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"cannot read {path}: {exc.strerror}") from None
+
+
+def cmd_send(peer: Peer, args: argparse.Namespace) -> None:
+    _send(peer, args, "text", args.text.encode("utf-8"))
+
+
+def cmd_send_image(peer: Peer, args: argparse.Namespace) -> None:
+    _send(peer, args, "image", _read_file(args.file))
+
+
+def cmd_send_emoticon(peer: Peer, args: argparse.Namespace) -> None:
+    _send(peer, args, "emoticon", args.id.encode("ascii", errors="replace"))
+
+
+def cmd_history(peer: Peer, args: argparse.Namespace) -> None:
+    login(peer, args)
+    reply = peer.history(args.room, args.before)
+    for day in reply["content"]:
+        for line in decode_day(day, args.room.folder):
+            emit(line)
+    emit({"ok": True, "op": "history", "room": args.room.folder, "days": [d["chat_date"] for d in reply["content"]],
+          "beginning": reply["beginning"]})
+
+
+def cmd_init(peer: Peer, args: argparse.Namespace) -> None:
+    login(peer, args)
+    for room in peer.init():
+        folder = RoomKey(room["session_id"], room["creator_id"]).folder
+        for day in room["content"]:
+            for line in decode_day(day, folder):
+                emit(line)
+        emit({"room": folder, "session_id": room["session_id"], "creator_id": room["creator_id"],
+              "session_name": room["session_name"], "has_image": room["session_img"] is not None,
+              "days": [d["chat_date"] for d in room["content"]], "gap": room["gap"],
+              "last_seq": room["last_seq"], "unread": room["unread"]})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="messenger-peer",
@@ -96,6 +201,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set-name", help="change your display name")
     p.add_argument("--set-image", help="change your profile image (PNG or JPEG file)")
     p.set_defaults(func=cmd_profile)
+
+    room_help = "room as SESSION_ID_CREATOR_ID, e.g. 20230914_000001_kim"
+    p = sub.add_parser("create-room", help="create a room and print it")
+    p.add_argument("name")
+    p.add_argument("--invite", nargs="*", default=[], metavar="USER", help="users to add")
+    p.add_argument("--image", help="room image (PNG file)")
+    p.set_defaults(func=cmd_create_room)
+
+    p = sub.add_parser("invite", help="add users to a room you are in")
+    p.add_argument("room", type=_room, help=room_help)
+    p.add_argument("users", nargs="+", metavar="USER")
+    p.set_defaults(func=cmd_invite)
+
+    p = sub.add_parser("leave", help="leave a room")
+    p.add_argument("room", type=_room, help=room_help)
+    p.set_defaults(func=cmd_leave)
+
+    p = sub.add_parser("rename", help="rename a room")
+    p.add_argument("room", type=_room, help=room_help)
+    p.add_argument("name")
+    p.set_defaults(func=cmd_rename)
+
+    p = sub.add_parser("rooms", help="list your rooms, most recent first")
+    p.set_defaults(func=cmd_rooms)
+
+    p = sub.add_parser("members", help="list a room's members")
+    p.add_argument("room", type=_room, help=room_help)
+    p.set_defaults(func=cmd_members)
+
+    for name, func, arg, arg_help in (("send", cmd_send, "text", "the message"),
+                                      ("send-image", cmd_send_image, "file", "a PNG or JPEG file"),
+                                      ("send-emoticon", cmd_send_emoticon, "id", "an emoticon id")):
+        p = sub.add_parser(name, help=f"send {arg_help} to a room")
+        p.add_argument("room", type=_room, help=room_help)
+        p.add_argument(arg, help=arg_help)
+        p.add_argument("--txn-id", help="client transaction id; resending with the same id stores it once")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("history", help="print 3 days of a room's messages before a date")
+    p.add_argument("room", type=_room, help=room_help)
+    p.add_argument("--before", help="YYYY-MM-DD (default: the newest messages)")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("init", help="print the init data of every room (what a fresh client gets)")
+    p.set_defaults(func=cmd_init)
     return parser
 
 

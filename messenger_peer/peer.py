@@ -3,9 +3,11 @@ the desktop UI's bridge. Methods block the calling greenlet, never the whole pro
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+import uuid
+from typing import Any, Callable, Iterable
 
 from messenger_protocol import ErrorCode, ProtocolError
+from messenger_protocol.messages import RoomKey
 
 from .client import ServerConnection
 
@@ -96,3 +98,56 @@ class Peer:
         if image is not None:
             fields["image"] = image
         return self.request("set_profile", **fields)
+
+    # -- rooms ---------------------------------------------------------------------------
+    def create_room(self, name: str, invite: Iterable[str] = (), image: bytes | None = None) -> dict[str, Any]:
+        """Create a room (you are its first member); returns its key fields and ``room``."""
+        fields: dict[str, Any] = {"name": name, "invite": list(invite)}
+        if image is not None:
+            fields["image"] = image
+        return self.request("create_room", **fields)
+
+    def rename_room(self, room: RoomKey, name: str) -> dict[str, Any]:
+        return self.request("rename_room", **room.to_wire(), name=name)
+
+    def set_room_image(self, room: RoomKey, image: bytes) -> dict[str, Any]:
+        return self.request("set_room_image", **room.to_wire(), image=image)
+
+    def invite(self, room: RoomKey, user_ids: Iterable[str]) -> dict[str, Any]:
+        return self.request("invite", **room.to_wire(), user_ids=list(user_ids))
+
+    def leave(self, room: RoomKey) -> dict[str, Any]:
+        return self.request("leave", **room.to_wire())
+
+    def list_rooms(self) -> list[dict[str, Any]]:
+        return self.request("list_rooms")["rooms"]
+
+    def room_members(self, room: RoomKey) -> list[dict[str, Any]]:
+        return self.request("room_members", **room.to_wire())["members"]
+
+    def mark_read(self, room: RoomKey, seq: int) -> dict[str, Any]:
+        return self.request("mark_read", **room.to_wire(), seq=seq)
+
+    # -- messages ------------------------------------------------------------------------
+    def send(self, room: RoomKey, chat_type: str, content: bytes, txn_id: str | None = None) -> dict[str, Any]:
+        """Send a message; returns ``seq`` and ``chat_time``. Retrying with the same
+        ``txn_id`` never stores the message twice."""
+        return self.request("send", **room.to_wire(), chat_type=chat_type, content=content,
+                            txn_id=txn_id or uuid.uuid4().hex)
+
+    def send_text(self, room: RoomKey, text: str, txn_id: str | None = None) -> dict[str, Any]:
+        return self.send(room, "text", text.encode("utf-8"), txn_id)
+
+    def init(self, known: dict[RoomKey, int] | None = None) -> list[dict[str, Any]]:
+        """SPEC.md's chatroom_init_data: per room, what this client (having ``known[room]``
+        as its last seq) lacks."""
+        rooms = [{**room.to_wire(), "last_seq": seq} for room, seq in (known or {}).items()]
+        return self.request("init", rooms=rooms)["chatroom_init_data"]
+
+    def history(self, room: RoomKey, before: str | None = None) -> dict[str, Any]:
+        """Up to 3 days of messages before ``before`` (YYYY-MM-DD; default: the newest)."""
+        return self.request("history", **room.to_wire(), **({"before": before} if before else {}))
+
+    def fetch(self, room: RoomKey, after_seq: int, limit: int = 1000) -> dict[str, Any]:
+        """Messages with seq > ``after_seq`` (oldest first), for filling a gap."""
+        return self.request("fetch", **room.to_wire(), after_seq=after_seq, limit=limit)

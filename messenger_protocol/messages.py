@@ -36,6 +36,39 @@ def is_valid_session_id(value: Any) -> bool:
     return isinstance(value, str) and SESSION_ID_RE.fullmatch(value) is not None
 
 
+class RoomKey(tuple):
+    """A room's identity, (SESSION_ID, CREATOR_ID); its folder name is ``SESSION_ID_CREATOR_ID``."""
+
+    __slots__ = ()
+
+    def __new__(cls, session_id: str, creator_id: str) -> "RoomKey":
+        return super().__new__(cls, (session_id, creator_id))
+
+    @property
+    def session_id(self) -> str:
+        return self[0]
+
+    @property
+    def creator_id(self) -> str:
+        return self[1]
+
+    @property
+    def folder(self) -> str:
+        return f"{self[0]}_{self[1]}"
+
+    def to_wire(self) -> dict[str, str]:
+        return {"session_id": self[0], "creator_id": self[1]}
+
+    @classmethod
+    def parse(cls, text: str) -> "RoomKey":
+        """``20230914_000001_tongstar`` -> RoomKey; ValueError when it is not a room name."""
+        session_id, creator_id = text[:15], text[16:]
+        if len(text) < 17 or text[15] != "_" or not is_valid_session_id(session_id) \
+                or not is_valid_user_id(creator_id):
+            raise ValueError(f"{text!r} is not a room; expected SESSION_ID_CREATOR_ID like 20230914_000001_kim")
+        return cls(session_id, creator_id)
+
+
 @dataclass(frozen=True)
 class Field:
     """One field of a request: its wire type and the limits checked before any handler runs."""
@@ -111,6 +144,13 @@ def room_fields() -> tuple[Field, ...]:
             user_id_field("creator_id"))
 
 
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+TXN = Field("txn_id", str, min_len=1, max_len=TXN_ID_MAX)
+SEQ = Field("seq", int, minimum=0, maximum=MAX_ID)
+ROOM_NAME = Field("name", str, min_len=1, max_len=NAME_MAX)
+INVITEES = Field("invite", list, required=False, default=(), max_len=500, items=user_id_field("invite"))
+CACHED_ROOM = Field("rooms", list, required=False, default=(), max_len=10_000,
+                    items=Field("rooms", dict))
 PASSWORD = Field("password", str, min_len=PASSWORD_MIN, max_len=PASSWORD_MAX)
 LISTEN = (Field("listen_host", str, required=False, max_len=40),
           Field("listen_port", int, required=False, minimum=1, maximum=65535))
@@ -127,7 +167,31 @@ OPS: dict[str, tuple[Field, ...]] = {
     "get_profile": (user_id_field(required=False),),
     "set_profile": (Field("name", str, required=False, min_len=1, max_len=USER_NM_MAX),
                     Field("image", bytes, required=False)),
+    # rooms
+    "create_room": (ROOM_NAME, Field("image", bytes, required=False), INVITEES),
+    "rename_room": (*room_fields(), ROOM_NAME),
+    "set_room_image": (*room_fields(), Field("image", bytes)),
+    "invite": (*room_fields(), Field("user_ids", list, min_len=1, max_len=500, items=user_id_field("user_ids"))),
+    "leave": room_fields(),
+    "list_rooms": (),
+    "room_members": room_fields(),
+    # messages and history
+    "send": (*room_fields(), Field("chat_type", str, check=lambda v: v in CHAT_TYPES,
+                                   check_text=f"must be one of {', '.join(CHAT_TYPES)}"),
+             Field("content", bytes, min_len=1), TXN),
+    "init": (CACHED_ROOM,),
+    "history": (*room_fields(), Field("before", str, required=False,
+                                      check=lambda v: DATE_RE.fullmatch(v) is not None,
+                                      check_text="must be a date YYYY-MM-DD")),
+    "fetch": (*room_fields(), Field("after_seq", int, minimum=0, maximum=MAX_ID),
+              Field("limit", int, required=False, default=1000, minimum=1, maximum=5000)),
+    "mark_read": (*room_fields(), SEQ),
 }
+
+
+def room_of(fields: dict[str, Any]) -> RoomKey:
+    """The RoomKey named by a validated request's session_id and creator_id."""
+    return RoomKey(fields.pop("session_id"), fields.pop("creator_id"))
 
 
 def validate_request(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -16,10 +16,15 @@ from gevent.server import StreamServer
 
 from . import __version__
 from .actions.accounts import Accounts
+from .actions.history import History
+from .actions.messages import Messages, StoredMessage
+from .actions.rooms import Rooms
 from .config import Config
 from .connection import ClientSession
 from .dispatch import Dispatcher
+from .recovery import repair_archive
 from .storage import migrate, users
+from .storage.archive import Archive
 from .storage.embedded import EmbeddedPostgres
 from .storage.pool import Pool
 
@@ -59,7 +64,15 @@ class Server:
         self.pool = Pool(dsn, size=config.pool_size)
         with self.pool.transaction("server.register") as cur:
             users.register_server(cur, self.server_id, STALE_SERVER_SECONDS)
+        self.archive = Archive(config.archive_root)
+        repaired = repair_archive(self.pool, self.archive)
+        if repaired:
+            log.warning("repaired %d room archives after an unclean stop", repaired)
         self.accounts = Accounts(config, self.pool, self.server_id)
+        self.rooms = Rooms(config, self.pool, self.archive, self.room_event)
+        self.messages = Messages(config, self.pool, self.archive, self.messages_committed)
+        self.history = History(self.pool, self.archive)
+        self.messages.start()
         self.dispatcher = Dispatcher(self._handlers())
         self.listener = StreamServer((config.host, config.port), self._handle_connection)
         self.listener.start()
@@ -82,7 +95,28 @@ class Server:
             "logout": a.do_logout,
             "get_profile": a.do_get_profile,
             "set_profile": a.do_set_profile,
+            "create_room": self.rooms.do_create_room,
+            "rename_room": self.rooms.do_rename_room,
+            "set_room_image": self.rooms.do_set_room_image,
+            "invite": self.rooms.do_invite,
+            "leave": self.rooms.do_leave,
+            "list_rooms": self.rooms.do_list_rooms,
+            "room_members": self.rooms.do_room_members,
+            "mark_read": self.rooms.do_mark_read,
+            "send": self.messages.do_send,
+            "init": self.history.do_init,
+            "history": self.history.do_history,
+            "fetch": self.history.do_fetch,
         }
+
+    # -- events (after commit) -----------------------------------------------------------
+    def room_event(self, event: str, room: Any, data: dict[str, Any]) -> None:
+        """A committed change to a room, for the push hub."""
+        log.debug("event %s in %s: %s", event, room, data)
+
+    def messages_committed(self, messages: list[StoredMessage]) -> None:
+        """Committed messages, for the push hub."""
+        log.debug("%d messages committed", len(messages))
 
     # -- connections ---------------------------------------------------------------------
     def _handle_connection(self, sock: socket.socket, address: Any) -> None:
@@ -141,6 +175,8 @@ class Server:
             self.listener.stop(timeout=1)
         if self._heartbeat is not None:
             self._heartbeat.kill()
+        if getattr(self, "messages", None) is not None:
+            self.messages.stop()
         if self.pool is not None:
             try:
                 with self.pool.transaction("server.unregister") as cur:

@@ -3,6 +3,8 @@ database per test cloned from a migrated template, and real server processes on 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -25,12 +27,16 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pg")
+    # Not under pytest's basetemp: pytest resets that tree to mode 0700 whenever a session
+    # starts, and as root the embedded server runs as another user who must traverse it.
+    folder = Path(tempfile.mkdtemp(prefix="messenger-test-pg-"))
+    embedded = EmbeddedPostgres(folder / "pg")
     url = embedded.start()
     try:
         yield url
     finally:
         embedded.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

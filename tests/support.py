@@ -122,3 +122,37 @@ class ServerProcess:
                 self.kill()
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+PNG_1PX = (b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
+           + b"\x1f\x15\xc4\x89" + b"\x00\x00\x00\nIDATx\x9cc\x00\x01\x00\x00\x05\x00\x01\r\n-\xb4"
+           + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+JPEG_TINY = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
+PASSWORD = "password-1"
+
+
+def logged_in_peer(server, user_id: str, *, register: bool = True, **peer_args):
+    """A Peer connected to ``server`` and logged in as ``user_id`` (registered first)."""
+    from messenger_peer import Peer
+    peer = Peer(server.address, timeout=60, **peer_args).connect()
+    if register:
+        peer.register(user_id, PASSWORD)
+    peer.login(user_id, PASSWORD)
+    return peer
+
+
+def day_messages(day_json: bytes) -> list[dict]:
+    """The records of one DD.json, checked to be valid JSON in SPEC.md's shape."""
+    import json
+    doc = json.loads(day_json)
+    assert list(doc) == ["chat"] and isinstance(doc["chat"], list)
+    return doc["chat"]
+
+
+def archive_messages(archive_root: Path, folder: str) -> list[dict]:
+    """Every record in a room's archive folder, day by day, every file checked to parse."""
+    records = []
+    room = archive_root / folder
+    for path in sorted(room.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9].json")):
+        records += day_messages(path.read_bytes())
+    return records

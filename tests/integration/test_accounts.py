@@ -10,9 +10,7 @@ import pytest
 from messenger_protocol import ErrorCode, FrameDecoder, ProtocolError, encode
 from messenger_peer import Peer
 
-PNG = (b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
-       + b"\x1f\x15\xc4\x89" + b"\x00\x00\x00\nIDATx\x9cc\x00\x01\x00\x00\x05\x00\x01\r\n-\xb4"
-       + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+from ..support import PNG_1PX as PNG
 
 
 def peer(server) -> Peer:

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
+
+import pytest
 
 import psutil
 
@@ -20,8 +25,17 @@ def postgres_children(data_dir) -> list[psutil.Process]:
     return found
 
 
-def test_embedded_postgres_start_and_clean_stop(tmp_path):
+@pytest.fixture
+def private_dir():
+    """A folder outside pytest's basetemp (see conftest.pg_admin_url for why)."""
+    folder = Path(tempfile.mkdtemp(prefix="messenger-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_embedded_postgres_start_and_clean_stop(private_dir):
     """No database URL: the server runs its own PostgreSQL in <data-dir>/pg and stops it."""
+    tmp_path = private_dir
     server = ServerProcess(tmp_path / "data", None, [])
     server.start()
     try:

@@ -1,0 +1,271 @@
+"""Sending messages: checks, then a group-commit pipeline that stores many sends at once.
+
+Each ``send`` is validated in its own greenlet and queued; one committer greenlet takes every
+queued send at once and, in one PostgreSQL transaction, checks membership, finds retried
+transaction ids, locks the rooms (in key order, so processes never deadlock), numbers the
+messages from the rooms' LAST_SEQ, appends them to the day files, fsyncs every touched file
+in parallel, records the new committed archive sizes, and commits. Only then is each send
+acknowledged and handed to the push hub. While one batch commits the next one fills, so
+under load the cost of a commit and an fsync is shared by many messages.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gevent
+import gevent.event
+import psycopg2
+
+from messenger_protocol import ErrorCode, ProtocolError
+from messenger_protocol.messages import RoomKey
+
+from ..config import Config
+from ..media import check_image
+from ..storage import rooms as room_db
+from ..storage.archive import Archive, make_record
+from ..storage.pool import Pool
+from . import Caller, Reply, check_logged_in
+
+log = logging.getLogger(__name__)
+
+PREVIEW_CHARS = 100
+MAX_BATCH = 2000
+
+
+@dataclass
+class StoredMessage:
+    """A committed message, as the push hub and the history ops see it."""
+
+    room: RoomKey
+    seq: int
+    user_id: str
+    chat_type: str
+    content: bytes
+    chat_time: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**self.room.to_wire(), "seq": self.seq, "user_id": self.user_id,
+                "chat_type": self.chat_type, "content": self.content, "chat_time": self.chat_time}
+
+
+@dataclass
+class _Pending:
+    room: RoomKey
+    user_id: str
+    chat_type: str
+    content: bytes
+    txn_id: str
+    result: gevent.event.AsyncResult = field(default_factory=gevent.event.AsyncResult)
+
+
+def preview(chat_type: str, content: bytes) -> str:
+    """The room list's one-line preview of a message."""
+    if chat_type == "text":
+        return content.decode("utf-8")[:PREVIEW_CHARS]
+    return f"[{chat_type}]"
+
+
+class Messages:
+    """The ``send`` op and its commit pipeline."""
+
+    def __init__(self, config: Config, pool: Pool, archive: Archive,
+                 on_committed: Callable[[list[StoredMessage]], None]) -> None:
+        self.config = config
+        self.pool = pool
+        self.archive = archive
+        self.on_committed = on_committed
+        self._queue: list[_Pending] = []
+        self._wake = gevent.event.Event()
+        self._committer: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        self._committer = gevent.spawn(self._commit_loop)
+
+    def stop(self) -> None:
+        if self._committer is not None:
+            self._committer.kill()
+
+    # -- the op --------------------------------------------------------------------------
+    def check_content(self, chat_type: str, content: bytes) -> None:
+        limits = {"text": self.config.max_text_bytes, "image": self.config.max_image_bytes,
+                  "emoticon": self.config.max_emoticon_bytes}
+        if len(content) > limits[chat_type]:
+            raise ProtocolError(ErrorCode.TOO_LARGE,
+                                f"a {chat_type} message is limited to {limits[chat_type]} bytes; this one has {len(content)}")
+        if chat_type == "text":
+            try:
+                text = content.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "text content must be UTF-8") from None
+            if not text.strip():
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "text content is empty")
+        elif chat_type == "image":
+            check_image(content, self.config.max_image_bytes, "the image")
+        elif chat_type == "emoticon":
+            if not content.isascii() or not content.replace(b"_", b"").replace(b"-", b"").isalnum():
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "an emoticon is an id of A-Z a-z 0-9 _ -")
+
+    def do_send(self, caller: Caller, session_id: str, creator_id: str, chat_type: str,
+                content: bytes, txn_id: str) -> Reply:
+        me = check_logged_in(caller)
+        self.check_content(chat_type, content)
+        pending = _Pending(RoomKey(session_id, creator_id), me, chat_type, content, txn_id)
+        self._queue.append(pending)
+        self._wake.set()
+        return pending.result.get()
+
+    # -- the pipeline --------------------------------------------------------------------
+    def _commit_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    committed = self._commit(batch)
+                except ProtocolError as exc:
+                    for item in batch:
+                        if not item.result.ready():
+                            item.result.set_exception(exc)
+                    continue
+                except Exception as exc:
+                    log.exception("commit of %d messages failed", len(batch))
+                    error = ProtocolError(ErrorCode.UNAVAILABLE if isinstance(exc, (OSError, psycopg2.Error))
+                                          else ErrorCode.INTERNAL,
+                                          "the message was not stored; retry with the same txn_id")
+                    for item in batch:
+                        if not item.result.ready():
+                            item.result.set_exception(error)
+                    continue
+                if committed:
+                    try:
+                        self.on_committed(committed)
+                    except Exception:
+                        log.exception("handing messages to the push hub failed")
+
+    def _commit(self, batch: list[_Pending]) -> list[StoredMessage]:
+        # Two sends with one (user, txn) in a batch: the later is answered like a retry.
+        firsts: dict[tuple[str, str], _Pending] = {}
+        repeats: list[tuple[_Pending, _Pending]] = []
+        for item in batch:
+            first = firsts.setdefault((item.user_id, item.txn_id), item)
+            if first is not item:
+                repeats.append((item, first))
+        todo = list(firsts.values())
+        stored: list[StoredMessage] = []
+        with self.pool.transaction("send.batch") as cur:
+            allowed = room_db.members_of(cur, [(i.room, i.user_id) for i in todo])
+            for item in todo:
+                if (item.room, item.user_id) not in allowed:
+                    item.result.set_exception(ProtocolError(
+                        ErrorCode.FORBIDDEN, f"you are not a member of room {item.room.folder}"))
+            todo = [i for i in todo if not i.result.ready()]
+            rooms = room_db.lock_rooms(cur, {i.room for i in todo})
+            todo = self._answer_retries(cur, todo)
+            while todo:
+                assigned = self._number(todo, rooms)
+                cur.execute("SAVEPOINT txns")
+                new = room_db.insert_txns(cur, [(m.user_id, i.txn_id, m.room, m.seq, m.chat_time)
+                                                for i, m in assigned])
+                if len(new) == len(assigned):
+                    break
+                # Another process stored one of these txn ids after our check: answer those
+                # as retries and number the rest again.
+                cur.execute("ROLLBACK TO SAVEPOINT txns")
+                todo = self._answer_retries(cur, todo)
+            else:
+                assigned = []
+            if assigned:
+                self._append(cur, assigned, rooms)
+                room_db.mark_senders_read(cur, [(m.room, m.user_id, m.seq) for _, m in assigned])
+        for item, message in assigned:
+            item.result.set({**message.room.to_wire(), "seq": message.seq, "chat_time": message.chat_time})
+            stored.append(message)
+        for item, first in repeats:
+            first.result.rawlink(lambda r, item=item: item.result.set(r.value) if r.successful()
+                                 else item.result.set_exception(r.exception))
+        return stored
+
+    def _answer_retries(self, cur: Any, todo: list[_Pending]) -> list[_Pending]:
+        earlier = room_db.find_txns(cur, [(i.user_id, i.txn_id) for i in todo])
+        rest = []
+        for item in todo:
+            found = earlier.get((item.user_id, item.txn_id))
+            if found is None:
+                rest.append(item)
+            else:
+                room, seq, chat_time = found
+                item.result.set({**room.to_wire(), "seq": seq, "chat_time": chat_time})
+        return rest
+
+    def _number(self, todo: list[_Pending], rooms: dict[RoomKey, room_db.Room]
+                ) -> list[tuple[_Pending, StoredMessage]]:
+        """Give every send its room's next seq and a chat_time that never goes backwards."""
+        now = dt.datetime.now(self.config.zone)
+        next_seq = {key: room.last_seq for key, room in rooms.items()}
+        out = []
+        for item in todo:
+            room = rooms[item.room]
+            when = now if room.last_time is None or now >= room.last_time else room.last_time.astimezone(now.tzinfo)
+            next_seq[item.room] += 1
+            out.append((item, StoredMessage(item.room, next_seq[item.room], item.user_id, item.chat_type,
+                                            item.content, when.isoformat(timespec="milliseconds"))))
+        return out
+
+    def _append(self, cur: Any, assigned: list[tuple[_Pending, StoredMessage]],
+                rooms: dict[RoomKey, room_db.Room]) -> None:
+        """Write every room's new records, fsync them all in parallel, record the new sizes."""
+        by_room: dict[RoomKey, list[StoredMessage]] = defaultdict(list)
+        for _, message in assigned:
+            by_room[message.room].append(message)
+        pending = []
+        updates = []
+        try:
+            for key, messages in by_room.items():
+                folder = self.archive.room_dir(*key)
+                room = rooms[key]
+                day, size = room.archive_day, room.archive_size
+                # Messages of one batch may straddle midnight: one append per day, in order.
+                for msg_day, group in _by_day(messages):
+                    if day is not None and msg_day < day:
+                        msg_day = day      # the clock went back; never write into a closed day
+                    records = [make_record(m.user_id, m.chat_time, m.chat_type, m.content, m.seq) for m in group]
+                    size, sync = self.archive.write_records(folder, msg_day, records, day, size)
+                    pending.append(sync)
+                    day = msg_day
+                last = messages[-1]
+                updates.append((key, last.seq, last.chat_time, last.user_id, last.chat_type,
+                                preview(last.chat_type, last.content), day, size))
+            pool = gevent.get_hub().threadpool
+            syncs = [pool.spawn(sync.sync) for sync in pending]
+            failures = []
+            for done in syncs:       # wait for every thread before anything closes an fd
+                try:
+                    done.get()
+                except OSError as exc:
+                    failures.append(exc)
+            if failures:
+                raise failures[0]
+        except OSError as exc:
+            log.error("archive write failed: %s", exc)
+            raise ProtocolError(ErrorCode.UNAVAILABLE,
+                                "the history archive cannot be written; the message was not stored") from exc
+        finally:
+            for sync in pending:
+                sync.close()   # no-op for the synced ones
+        room_db.record_appends(cur, updates)
+
+
+def _by_day(messages: list[StoredMessage]) -> list[tuple[dt.date, list[StoredMessage]]]:
+    groups: list[tuple[dt.date, list[StoredMessage]]] = []
+    for message in messages:
+        day = dt.date.fromisoformat(message.chat_time[:10])
+        if groups and groups[-1][0] >= day:
+            groups[-1][1].append(message)
+        else:
+            groups.append((day, [message]))
+    return groups

@@ -1,0 +1,216 @@
+"""SQL for rooms, membership, read positions and send transaction ids
+(SESSION_TB, SESSION_USER_RELATION_TB, ROOM_COUNTER_TB, SEND_TXN_TB)."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from psycopg2.extras import execute_values
+
+from messenger_protocol.messages import RoomKey
+
+Cursor = Any
+
+_ROOM_COLUMNS = """SESSION_ID, CREATOR_ID, SESSION_NM, HAS_IMAGE, LAST_SEQ, LAST_TIME, LAST_USER_ID,
+                   LAST_TYPE, LAST_PREVIEW, ARCHIVE_DAY, ARCHIVE_SIZE, CREATED_AT"""
+
+
+@dataclass
+class Room:
+    """A SESSION_TB row. ``archive_day``/``archive_size`` are the committed state of the
+    archive (see storage/archive.py); readers and writers go by them, not by the files."""
+
+    key: RoomKey
+    name: str
+    has_image: bool
+    last_seq: int
+    last_time: dt.datetime | None
+    last_user_id: str | None
+    last_type: str | None
+    last_preview: str | None
+    archive_day: dt.date | None
+    archive_size: int
+    created_at: dt.datetime
+
+
+def _room(row: tuple) -> Room:
+    return Room(RoomKey(row[0], row[1]), *row[2:])
+
+
+def next_room_number(cur: Cursor, creator_id: str, day: str) -> int:
+    """The creator's n-th room of ``day`` (YYYYMMDD), from 1; safe under concurrent creates."""
+    cur.execute("""INSERT INTO ROOM_COUNTER_TB (CREATOR_ID, DAY, N) VALUES (%s, %s, 1)
+                   ON CONFLICT (CREATOR_ID, DAY) DO UPDATE SET N = ROOM_COUNTER_TB.N + 1
+                   RETURNING N""", (creator_id, day))
+    return cur.fetchone()[0]
+
+
+def insert_room(cur: Cursor, key: RoomKey, name: str, has_image: bool) -> None:
+    cur.execute("INSERT INTO SESSION_TB (SESSION_ID, CREATOR_ID, SESSION_NM, HAS_IMAGE) VALUES (%s, %s, %s, %s)",
+                (key.session_id, key.creator_id, name, has_image))
+
+
+def get_room(cur: Cursor, key: RoomKey, *, lock: bool = False) -> Room | None:
+    cur.execute(f"SELECT {_ROOM_COLUMNS} FROM SESSION_TB WHERE SESSION_ID = %s AND CREATOR_ID = %s"
+                + (" FOR UPDATE" if lock else ""), key)
+    row = cur.fetchone()
+    return _room(row) if row else None
+
+
+def lock_rooms(cur: Cursor, keys: Iterable[RoomKey]) -> dict[RoomKey, Room]:
+    """Lock rooms' rows until commit, always in key order so that processes never deadlock."""
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    cur.execute(f"""SELECT {_ROOM_COLUMNS} FROM SESSION_TB
+                    WHERE (SESSION_ID, CREATOR_ID) IN (SELECT * FROM unnest(%s::varchar[], %s::varchar[]))
+                    ORDER BY SESSION_ID, CREATOR_ID FOR UPDATE""",
+                ([k[0] for k in keys], [k[1] for k in keys]))
+    return {room.key: room for room in map(_room, cur.fetchall())}
+
+
+def update_name(cur: Cursor, key: RoomKey, name: str) -> None:
+    cur.execute("UPDATE SESSION_TB SET SESSION_NM = %s WHERE SESSION_ID = %s AND CREATOR_ID = %s", (name, *key))
+
+
+def set_has_image(cur: Cursor, key: RoomKey) -> None:
+    cur.execute("UPDATE SESSION_TB SET HAS_IMAGE = true WHERE SESSION_ID = %s AND CREATOR_ID = %s", key)
+
+
+def record_appends(cur: Cursor, updates: list[tuple]) -> None:
+    """After an archive append: (key, last_seq, last_time, user, type, preview, day, size) per room."""
+    execute_values(cur, """UPDATE SESSION_TB s SET LAST_SEQ = v.seq, LAST_TIME = v.t, LAST_USER_ID = v.u,
+                                  LAST_TYPE = v.ty, LAST_PREVIEW = v.p, ARCHIVE_DAY = v.d, ARCHIVE_SIZE = v.sz
+                           FROM (VALUES %s) AS v(sid, cid, seq, t, u, ty, p, d, sz)
+                           WHERE s.SESSION_ID = v.sid AND s.CREATOR_ID = v.cid""",
+                   [(k[0], k[1], *rest) for k, *rest in updates],
+                   template="(%s, %s, %s::bigint, %s::timestamptz, %s, %s, %s, %s::date, %s::bigint)")
+
+
+# -- membership ------------------------------------------------------------------------------
+def add_members(cur: Cursor, key: RoomKey, user_ids: Iterable[str], read_seq: int = 0) -> list[str]:
+    """Add members; return the ones that were not members before."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return []
+    cur.execute("""INSERT INTO SESSION_USER_RELATION_TB (SESSION_ID, CREATOR_ID, USER_ID, READ_SEQ)
+                   SELECT %s, %s, u, %s FROM unnest(%s::varchar[]) AS u
+                   ON CONFLICT DO NOTHING RETURNING USER_ID""", (*key, read_seq, ids))
+    return sorted(row[0] for row in cur.fetchall())
+
+
+def remove_member(cur: Cursor, key: RoomKey, user_id: str) -> bool:
+    cur.execute("""DELETE FROM SESSION_USER_RELATION_TB
+                   WHERE SESSION_ID = %s AND CREATOR_ID = %s AND USER_ID = %s RETURNING 1""", (*key, user_id))
+    return cur.fetchone() is not None
+
+
+def is_member(cur: Cursor, key: RoomKey, user_id: str) -> bool:
+    cur.execute("""SELECT 1 FROM SESSION_USER_RELATION_TB
+                   WHERE SESSION_ID = %s AND CREATOR_ID = %s AND USER_ID = %s""", (*key, user_id))
+    return cur.fetchone() is not None
+
+
+def members_of(cur: Cursor, pairs: Iterable[tuple[RoomKey, str]]) -> set[tuple[RoomKey, str]]:
+    """Which of the (room, user) pairs are memberships, in one query."""
+    pairs = list(set(pairs))
+    if not pairs:
+        return set()
+    cur.execute("""SELECT r.SESSION_ID, r.CREATOR_ID, r.USER_ID FROM SESSION_USER_RELATION_TB r
+                   JOIN unnest(%s::varchar[], %s::varchar[], %s::varchar[]) AS p(s, c, u)
+                     ON r.SESSION_ID = p.s AND r.CREATOR_ID = p.c AND r.USER_ID = p.u""",
+                ([k[0] for k, _ in pairs], [k[1] for k, _ in pairs], [u for _, u in pairs]))
+    return {(RoomKey(s, c), u) for s, c, u in cur.fetchall()}
+
+
+@dataclass(frozen=True)
+class Member:
+    user_id: str
+    name: str
+    read_seq: int
+    online: bool
+    has_image: bool
+
+
+def room_members(cur: Cursor, key: RoomKey) -> list[Member]:
+    cur.execute("""SELECT u.USER_ID, u.USER_NM, r.READ_SEQ, u.LOGIN_IP IS NOT NULL, u.IMAGE_PATH IS NOT NULL
+                   FROM SESSION_USER_RELATION_TB r JOIN USER_TB u ON u.USER_ID = r.USER_ID
+                   WHERE r.SESSION_ID = %s AND r.CREATOR_ID = %s ORDER BY r.JOINED_AT, u.USER_ID""", key)
+    return [Member(*row) for row in cur.fetchall()]
+
+
+def member_ids(cur: Cursor, key: RoomKey) -> list[str]:
+    cur.execute("""SELECT USER_ID FROM SESSION_USER_RELATION_TB
+                   WHERE SESSION_ID = %s AND CREATOR_ID = %s ORDER BY USER_ID""", key)
+    return [row[0] for row in cur.fetchall()]
+
+
+def set_read(cur: Cursor, key: RoomKey, user_id: str, seq: int) -> int | None:
+    """Move a member's read position forward (never back, never past the last message)."""
+    cur.execute("""UPDATE SESSION_USER_RELATION_TB r
+                   SET READ_SEQ = GREATEST(r.READ_SEQ, LEAST(%s, s.LAST_SEQ))
+                   FROM SESSION_TB s
+                   WHERE r.SESSION_ID = %s AND r.CREATOR_ID = %s AND r.USER_ID = %s
+                     AND s.SESSION_ID = r.SESSION_ID AND s.CREATOR_ID = r.CREATOR_ID
+                   RETURNING r.READ_SEQ""", (seq, *key, user_id))
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def mark_senders_read(cur: Cursor, reads: list[tuple[RoomKey, str, int]]) -> None:
+    """A sender has read everything up to their own message."""
+    if not reads:
+        return
+    execute_values(cur, """UPDATE SESSION_USER_RELATION_TB r SET READ_SEQ = GREATEST(r.READ_SEQ, v.seq)
+                           FROM (VALUES %s) AS v(sid, cid, uid, seq)
+                           WHERE r.SESSION_ID = v.sid AND r.CREATOR_ID = v.cid AND r.USER_ID = v.uid""",
+                   [(k[0], k[1], u, seq) for k, u, seq in reads], template="(%s, %s, %s, %s::bigint)")
+
+
+@dataclass(frozen=True)
+class RoomSummary:
+    room: Room
+    members: int
+    read_seq: int
+
+    @property
+    def unread(self) -> int:
+        return max(0, self.room.last_seq - self.read_seq)
+
+
+def rooms_of_user(cur: Cursor, user_id: str) -> list[RoomSummary]:
+    """Every room the user belongs to, most recent activity first."""
+    cur.execute(f"""SELECT {', '.join('s.' + c.strip() for c in _ROOM_COLUMNS.split(','))},
+                           (SELECT count(*) FROM SESSION_USER_RELATION_TB m
+                            WHERE m.SESSION_ID = s.SESSION_ID AND m.CREATOR_ID = s.CREATOR_ID),
+                           r.READ_SEQ
+                    FROM SESSION_USER_RELATION_TB r
+                    JOIN SESSION_TB s ON s.SESSION_ID = r.SESSION_ID AND s.CREATOR_ID = r.CREATOR_ID
+                    WHERE r.USER_ID = %s
+                    ORDER BY COALESCE(s.LAST_TIME, s.CREATED_AT) DESC, s.SESSION_ID DESC, s.CREATOR_ID""",
+                (user_id,))
+    return [RoomSummary(_room(row[:12]), row[12], row[13]) for row in cur.fetchall()]
+
+
+# -- send transaction ids --------------------------------------------------------------------
+def find_txns(cur: Cursor, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[RoomKey, int, str]]:
+    """Earlier sends with these (user_id, txn_id): their room, seq and chat_time."""
+    keys = list(set(keys))
+    if not keys:
+        return {}
+    cur.execute("""SELECT t.USER_ID, t.TXN_ID, t.SESSION_ID, t.CREATOR_ID, t.SEQ, t.CHAT_TIME FROM SEND_TXN_TB t
+                   JOIN unnest(%s::varchar[], %s::varchar[]) AS k(u, x) ON t.USER_ID = k.u AND t.TXN_ID = k.x""",
+                ([u for u, _ in keys], [x for _, x in keys]))
+    return {(u, x): (RoomKey(s, c), seq, t) for u, x, s, c, seq, t in cur.fetchall()}
+
+
+def insert_txns(cur: Cursor, rows: list[tuple[str, str, RoomKey, int, str]]) -> set[tuple[str, str]]:
+    """Record (user, txn, room, seq, chat_time); return the (user, txn) that were new."""
+    if not rows:
+        return set()
+    inserted = execute_values(
+        cur, """INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME) VALUES %s
+                ON CONFLICT DO NOTHING RETURNING USER_ID, TXN_ID""",
+        [(u, x, k[0], k[1], seq, t) for u, x, k, seq, t in rows], fetch=True)
+    return {(u, x) for u, x in inserted}
