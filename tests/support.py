@@ -64,6 +64,7 @@ class ServerProcess:
 
     def start(self, port: int | None = None) -> "ServerProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._close_pipe()
         argv = self.argv
         if port is not None:
             argv[argv.index("--port") + 1] = str(port)
@@ -113,6 +114,11 @@ class ServerProcess:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait(10)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None and not self.proc.stdout.closed:
+            self.proc.stdout.close()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -120,8 +126,7 @@ class ServerProcess:
                 self.terminate(30)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self._close_pipe()
 
 
 PNG_1PX = (b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
@@ -156,3 +161,29 @@ def archive_messages(archive_root: Path, folder: str) -> list[dict]:
     for path in sorted(room.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9].json")):
         records += day_messages(path.read_bytes())
     return records
+
+
+def seed_history(cur, archive_root: Path, key, days: dict, user_id: str = "seeder",
+                 text: str = "seeded message {seq}") -> int:
+    """Write ``days`` ({date: message count}, oldest first) into a room's archive directly and
+    record the committed state in SESSION_TB, as if the messages had been sent on those days.
+    The room must exist and have no messages yet. Returns the last seq."""
+    import datetime as dt
+    from messenger_server.storage.archive import Archive, make_record
+    archive = Archive(archive_root)
+    folder = archive.room_dir(*key)
+    seq, committed_day, size, last_time = 0, None, 0, None
+    for day in sorted(days):
+        records = []
+        for i in range(days[day]):
+            seq += 1
+            when = dt.datetime.combine(day, dt.time(9, 0), dt.timezone.utc) + dt.timedelta(seconds=i)
+            last_time = when.isoformat(timespec="milliseconds")
+            records.append(make_record(user_id, last_time, "text", text.format(seq=seq).encode(), seq))
+        size = archive.append(folder, day, records, committed_day, size)
+        committed_day = day
+    cur.execute("""UPDATE SESSION_TB SET LAST_SEQ = %s, LAST_TIME = %s, LAST_USER_ID = %s, LAST_TYPE = 'text',
+                   LAST_PREVIEW = %s, ARCHIVE_DAY = %s, ARCHIVE_SIZE = %s
+                   WHERE SESSION_ID = %s AND CREATOR_ID = %s""",
+                (seq, last_time, user_id, text.format(seq=seq)[:100], committed_day, size, *key))
+    return seq

@@ -147,33 +147,31 @@ class Archive:
         path = _day_path(room, day)
         if committed_day is not None and day < committed_day:
             raise ValueError(f"day {day} is before the committed day {committed_day}")
+        dirs: tuple[Path, ...] = ()
         if day == committed_day:
             _check_size(committed_size)
-            offset = committed_size - len(TAIL)
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                # Two O(1) checks that the committed state fits this file, so a wrong state can
-                # never write into the middle of committed records.
-                if os.fstat(fd).st_size < committed_size or os.pread(fd, 1, offset - 1) != b"}":
-                    raise ArchiveError(f"{path} does not match committed size {committed_size}")
-                end = offset + _pwrite_all(fd, SEP + data + TAIL, offset)
-                os.ftruncate(fd, end)
-            except BaseException:
-                os.close(fd)
-                raise
-            return end, PendingSync(fd)
-        if committed_day is not None:
-            # Once committed_day moves on, readers take that older file whole: make it clean.
-            self._repair_file(room, committed_day, committed_size)
-        created = _makedirs(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            offset, payload, flags = committed_size - len(TAIL), SEP + data + TAIL, os.O_RDWR
+        else:
+            if committed_day is not None:
+                # Once committed_day moves on, readers take that older file whole: clean it.
+                self._repair_file(room, committed_day, committed_size)
+            created = _makedirs(path.parent)
+            dirs = tuple(sorted({path.parent} | {d.parent for d in created}))
+            offset, payload = 0, HEADER + data + TAIL
+            flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
+        fd = os.open(path, flags | os.O_CLOEXEC, 0o644)
         try:
-            end = _pwrite_all(fd, HEADER + data + TAIL, 0)
+            # Two O(1) checks that the committed state fits this file, so a wrong state can
+            # never write into the middle of committed records.
+            if offset and (os.fstat(fd).st_size < committed_size
+                           or os.pread(fd, 1, offset - 1) != b"}"):
+                raise ArchiveError(f"{path} does not match committed size {committed_size}")
+            end = offset + _pwrite_all(fd, payload, offset)
+            os.ftruncate(fd, end)  # drops stray bytes beyond the new end
         except BaseException:
             os.close(fd)
             raise
-        dirs = {path.parent} | {d.parent for d in created}
-        return end, PendingSync(fd, tuple(sorted(dirs)))
+        return end, PendingSync(fd, dirs)
 
     # -- reading -----------------------------------------------------------------------------
     def read_day(self, room: Path, day: date, committed_day: date | None,

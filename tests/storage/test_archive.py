@@ -69,7 +69,8 @@ def test_append_and_read_round_trip(archive: Archive, room: Path) -> None:
     assert list(chat[0]) == ["user_id", "chat_time", "chat_type", "content", "seq"]
     assert base64.b64decode(chat[0]["content"]).decode() == "안녕 🙂"
     assert chat[2]["chat_type"] == "emoticon"
-    assert data == arc.HEADER + arc.SEP.join([rec(1, "안녕 🙂"), rec(2), rec(3, kind="emoticon")]) + arc.TAIL
+    lines = [rec(1, "안녕 🙂"), rec(2), rec(3, kind="emoticon")]
+    assert data == arc.HEADER + arc.SEP.join(lines) + arc.TAIL
     assert arc.last_seq_in(data) == 3
 
 
@@ -223,7 +224,7 @@ def test_info_and_image(archive: Archive, room: Path) -> None:
     assert sorted(p.name for p in room.iterdir()) == ["session_img.png", "session_info.json"]
 
 
-# -- ids and paths ----------------------------------------------------------------------------------
+# -- ids and paths --------------------------------------------------------------------------------
 BAD_CREATORS = ["../x", "a/b", ".hidden", "..", "a\x00b", "x" * 51, "tōng", "", "a b", "a\\b",
                 "tongstar\n", 7, None]
 BAD_SESSIONS = ["../20230914_000001", "20230914_00000", "2023091a_000001", "20230914-000001",
