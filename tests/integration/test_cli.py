@@ -74,7 +74,7 @@ def test_rooms_and_messages_from_the_cli(server, tmp_path):
     assert [m["seq"] for m in messages] == [1, 2, 3, 4] and messages[0]["text"] == "안녕"
     assert lines[-1]["ok"] is True and lines[-1]["beginning"] is True
     code, lines, _ = run_peer(server, "rooms", user="lee")
-    assert lines[0]["room"] == room and lines[0]["unread"] == 2
+    assert lines[0]["room"] == room and lines[0]["unread"] == 1   # lee read up to its own seq 3
     code, lines, _ = run_peer(server, "init", user="lee")
     assert [line["seq"] for line in lines if "seq" in line] == [1, 2, 3, 4]
     assert lines[-1]["room"] == room and lines[-1]["gap"] is False
