@@ -1,6 +1,6 @@
 # The two commands a newcomer needs: `make run-server` and `make test`. Each sets up
 # .venv (created when missing, reinstalled when setup.py changes) before it runs.
-.PHONY: help venv run-server test test-db clean
+.PHONY: help venv run-server test clean
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -47,3 +47,6 @@ test: $(VENV)/.installed-test
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Desktop client targets (run-client, screenshots) live beside the UI.
+include ui/ui.mk
