@@ -15,7 +15,7 @@ from .errors import ErrorCode, ProtocolError
 
 # SPEC.md: 1-50 of A-Z a-z 0-9 . _ - and not starting with '.'; these ids name folders.
 USER_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,49}")
-SESSION_ID_RE = re.compile(r"\d{8}_\d{6}")
+SESSION_ID_RE = re.compile(r"[0-9]{8}_[0-9]{6}")
 MAX_ID = 2**53  # request ids and seqs stay exact in every language's numbers
 
 NAME_MAX = 255          # SESSION_NM is varchar(255); display names share the cap of 50 (USER_NM)
@@ -144,7 +144,7 @@ def room_fields() -> tuple[Field, ...]:
             user_id_field("creator_id"))
 
 
-DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 TXN = Field("txn_id", str, min_len=1, max_len=TXN_ID_MAX)
 SEQ = Field("seq", int, minimum=0, maximum=MAX_ID)
 ROOM_NAME = Field("name", str, min_len=1, max_len=NAME_MAX)

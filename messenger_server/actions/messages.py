@@ -26,7 +26,7 @@ from messenger_protocol.messages import RoomKey
 from ..config import Config
 from ..media import check_image
 from ..storage import rooms as room_db
-from ..storage.archive import Archive, make_record
+from ..storage.archive import Archive, ArchiveError, make_record
 from ..storage.pool import Pool
 from . import Caller, Reply, check_logged_in
 
@@ -250,7 +250,7 @@ class Messages:
                     failures.append(exc)
             if failures:
                 raise failures[0]
-        except OSError as exc:
+        except (OSError, ArchiveError) as exc:
             log.error("archive write failed: %s", exc)
             raise ProtocolError(ErrorCode.UNAVAILABLE,
                                 "the history archive cannot be written; the message was not stored") from exc
