@@ -8,7 +8,10 @@ import base64
 import json
 import os
 import sys
+import time
 from typing import Any, Callable, Sequence
+
+import gevent.event
 
 from messenger_protocol import ErrorCode, ProtocolError
 
@@ -31,6 +34,11 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot print {type(value).__name__}")
 
 
+def _default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "messenger-peer")
+
+
 def _need_password(args: argparse.Namespace) -> str:
     if not args.password:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "a password is needed: --password or MESSENGER_PASSWORD")
@@ -43,8 +51,8 @@ def _need_user(args: argparse.Namespace) -> str:
     return args.user
 
 
-def login(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
-    return peer.login(_need_user(args), _need_password(args))
+def login(peer: Peer, args: argparse.Namespace, live: bool = False) -> dict[str, Any]:
+    return peer.login(_need_user(args), _need_password(args), live=live)
 
 
 def cmd_register(peer: Peer, args: argparse.Namespace) -> None:
@@ -176,6 +184,39 @@ def cmd_init(peer: Peer, args: argparse.Namespace) -> None:
               "last_seq": room["last_seq"], "unread": room["unread"]})
 
 
+def event_line(event: dict[str, Any]) -> dict[str, Any]:
+    """One event as a JSON-ready line: the room as its folder name, text decoded."""
+    line = dict(event)
+    if "session_id" in line and "creator_id" in line:
+        line = {"room": RoomKey(line["session_id"], line["creator_id"]).folder, **line}
+    if line.get("event") == "message" and line.get("chat_type") in ("text", "emoticon"):
+        line["content"] = line["content"].decode("utf-8", errors="replace")
+    line["received_at"] = round(time.time(), 6)
+    return line
+
+
+def cmd_listen(peer: Peer, args: argparse.Namespace) -> None:
+    """Stay online and print events until --count events or --timeout seconds."""
+    done = gevent.event.Event()
+    seen = 0
+
+    def on_event(event: dict[str, Any]) -> None:
+        nonlocal seen
+        if event.get("event") == "connection" and not args.connection_events:
+            return
+        emit(event_line(event))
+        seen += 1
+        if args.count and seen >= args.count:
+            done.set()
+    peer.on_event(on_event)
+    login(peer, args, live=True)
+    assert peer.listener is not None
+    print(json.dumps({"listening": "%s:%d" % peer.listener.address, "user_id": peer.user_id}),
+          file=sys.stderr, flush=True)
+    done.wait(timeout=args.timeout)
+    peer.logout()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="messenger-peer",
@@ -186,7 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="user id [MESSENGER_USER]")
     parser.add_argument("--password", default=os.environ.get("MESSENGER_PASSWORD"),
                         help="password [MESSENGER_PASSWORD]; prefer the variable, flags show in ps")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a reply")
+    parser.add_argument("--timeout", dest="request_timeout", type=float, default=30.0,
+                        help="seconds to wait for a reply")
+    parser.add_argument("--data-dir", default=os.environ.get("MESSENGER_PEER_DATA_DIR", _default_data_dir()),
+                        help="local history cache [MESSENGER_PEER_DATA_DIR] (default: %(default)s)")
+    parser.add_argument("--listen-host", default="127.0.0.1", help="address of the push listener")
+    parser.add_argument("--listen-port", type=int, default=0, help="port of the push listener (0: any free)")
+    parser.add_argument("--advertise-host", help="address the server should push to, when not --listen-host")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("register", help="create the account --user with --password")
@@ -244,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--before", help="YYYY-MM-DD (default: the newest messages)")
     p.set_defaults(func=cmd_history)
 
+    p = sub.add_parser("listen", help="stay online and print one JSON line per event received")
+    p.add_argument("--count", type=int, default=0, help="exit after this many events (default: no limit)")
+    p.add_argument("--timeout", type=float, default=None, help="exit after this many seconds")
+    p.add_argument("--connection-events", action="store_true", help="also print connection state changes")
+    p.set_defaults(func=cmd_listen)
+
     p = sub.add_parser("init", help="print the init data of every room (what a fresh client gets)")
     p.set_defaults(func=cmd_init)
     return parser
@@ -256,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = parse_address(args.server)
     except ValueError as exc:
         parser.error(str(exc))
-    peer = Peer(server, timeout=args.timeout)
+    peer = Peer(server, timeout=args.request_timeout, data_dir=args.data_dir, listen_host=args.listen_host,
+                listen_port=args.listen_port, advertise_host=args.advertise_host)
     try:
         peer.connect()
         args.func(peer, args)

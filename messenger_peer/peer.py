@@ -1,39 +1,69 @@
 """``Peer``: the messenger client as a Python object, for scripts, load tests, the CLI and
-the desktop UI's bridge. Methods block the calling greenlet, never the whole process."""
+the desktop UI's bridge. Methods block the calling greenlet, never the whole process.
+
+A live peer (``login(..., live=True)``, the default) runs its own push listener, catches up with
+``init`` against its local cache, and hands the application every event through ``on_event``
+handlers: each message exactly once and in seq order per room (duplicates dropped, gaps
+filled with ``fetch`` before anything later is delivered). If the server connection drops it
+reconnects by itself and catches up again.
+"""
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+from collections import defaultdict
+from pathlib import Path
 from typing import Any, Callable, Iterable
+
+import gevent
+import gevent.event
 
 from messenger_protocol import ErrorCode, ProtocolError
 from messenger_protocol.messages import RoomKey
 
+from .cache import HistoryCache, decode_records
 from .client import ServerConnection
+from .listener import PushListener
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict[str, Any]], None]
+RECONNECT_DELAYS = (0.2, 0.5, 1, 2, 5)
 
 
 class Peer:
-    """A user's connection to the messenger: accounts, profile, and (later) rooms and pushes."""
+    """A user's connection to the messenger: accounts, rooms, messages and live events."""
 
-    def __init__(self, server: tuple[str, int], *, timeout: float = 30.0) -> None:
+    def __init__(self, server: tuple[str, int], *, data_dir: Path | str | None = None,
+                 listen_host: str = "127.0.0.1", listen_port: int = 0, advertise_host: str | None = None,
+                 timeout: float = 30.0) -> None:
         self.server = server
         self.timeout = timeout
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.listen_host, self.listen_port, self.advertise_host = listen_host, listen_port, advertise_host
         self.conn: ServerConnection | None = None
+        self.listener: PushListener | None = None
+        self.cache = HistoryCache(None)
         self.user_id: str | None = None
         self.token: str | None = None
         self.push_secret: bytes | None = None
+        self.live = False
+        self.duplicates = 0
+        self._credentials: tuple[str, str] | None = None
         self._event_handlers: list[EventHandler] = []
+        self._held: list[dict[str, Any]] | None = None      # pushes held while init runs
+        self._pending: dict[RoomKey, dict[int, dict[str, Any]]] = defaultdict(dict)
+        self._filling: dict[RoomKey, gevent.Greenlet] = {}
+        self._reconnector: gevent.Greenlet | None = None
+        self._closing = False
 
     # -- connection ----------------------------------------------------------------------
     def connect(self) -> "Peer":
         """Open the server connection (hello included)."""
         if self.conn is None or self.conn.closed:
             self.conn = ServerConnection(*self.server, timeout=self.timeout,
-                                         on_push=self._on_session_push).connect()
+                                         on_push=self._on_push, on_close=self._on_connection_lost).connect()
         return self
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
@@ -44,9 +74,18 @@ class Peer:
         return self.conn.request(op, **fields)
 
     def close(self) -> None:
+        """Close everything (no logout: the server marks the session offline by itself)."""
+        self._closing = True
+        if self._reconnector is not None:
+            self._reconnector.kill(block=False)
+        for filler in list(self._filling.values()):
+            filler.kill(block=False)
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+        if self.listener is not None:
+            self.listener.stop()
+            self.listener = None
 
     def __enter__(self) -> "Peer":
         return self.connect()
@@ -56,11 +95,8 @@ class Peer:
 
     # -- events --------------------------------------------------------------------------
     def on_event(self, handler: EventHandler) -> None:
-        """Call ``handler(event)`` for every event pushed to this peer."""
+        """Call ``handler(event)`` for every event (see docs/push.md), in the peer's hub."""
         self._event_handlers.append(handler)
-
-    def _on_session_push(self, frame: dict[str, Any]) -> None:
-        self._emit(frame)
 
     def _emit(self, event: dict[str, Any]) -> None:
         for handler in list(self._event_handlers):
@@ -69,6 +105,135 @@ class Peer:
             except Exception:
                 log.exception("event handler failed")
 
+    def _on_push(self, frame: dict[str, Any]) -> None:
+        """Every authenticated push, from the listener or over the session (NAT fallback)."""
+        if self._held is not None:
+            self._held.append(frame)
+            return
+        event = {k: v for k, v in frame.items() if k != "op"}
+        if event.get("event") == "message":
+            self._on_message(event)
+        else:
+            self._emit(event)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        try:
+            room = RoomKey(message["session_id"], message["creator_id"])
+            seq = message["seq"]
+        except (KeyError, TypeError):
+            log.warning("ignoring a malformed message push")
+            return
+        last = self.cache.last_seq(room)
+        if seq <= last and last:
+            self.duplicates += 1
+            return
+        # An empty cache (a room joined after init) starts at whatever arrives; older
+        # history is paged on demand rather than fetched from seq 1 here.
+        if seq == last + 1 or (last == 0 and room not in self._pending):
+            self._deliver(room, [message])
+            self._drain(room)
+            return
+        self._pending[room][seq] = message
+        if room not in self._filling:
+            self._filling[room] = gevent.spawn(self._fill_gap, room)
+
+    def _deliver(self, room: RoomKey, messages: list[dict[str, Any]]) -> None:
+        self.cache.add(room, messages)
+        for message in messages:
+            self._emit({"event": "message", **message})
+
+    def _drain(self, room: RoomKey) -> None:
+        pending = self._pending.get(room)
+        while pending:
+            nxt = self.cache.last_seq(room) + 1
+            for seq in [s for s in pending if s < nxt]:
+                del pending[seq]
+                self.duplicates += 1
+            if nxt not in pending:
+                break
+            self._deliver(room, [pending.pop(nxt)])
+        if not pending:
+            self._pending.pop(room, None)
+
+    def _fill_gap(self, room: RoomKey) -> None:
+        """Fetch what is missing before the held messages, then deliver them all in order."""
+        try:
+            while self._pending.get(room):
+                last = self.cache.last_seq(room)
+                if min(self._pending[room]) == last + 1:
+                    self._drain(room)
+                    continue
+                reply = self.request("fetch", **room.to_wire(), after_seq=last)
+                fetched = [{**room.to_wire(), **m} for m in reply["messages"] if m["seq"] > self.cache.last_seq(room)]
+                if fetched and fetched[0]["seq"] == self.cache.last_seq(room) + 1:
+                    self._deliver(room, fetched)
+                self._drain(room)
+                if not reply["more"] and self._pending.get(room) and not fetched:
+                    break   # the server has nothing more yet; the held messages wait for a push
+        except ProtocolError as exc:
+            log.warning("could not fill a gap in %s: %s", room.folder, exc.message)
+        finally:
+            self._filling.pop(room, None)
+
+    # -- live session: listener, init, reconnect ---------------------------------------
+    def _start_listener(self) -> None:
+        if self.listener is None:
+            self.listener = PushListener(self._on_push, lambda: self.push_secret,
+                                         self.listen_host, self.listen_port)
+            self.listener.start()
+
+    def _open_cache(self, user_id: str) -> None:
+        if self.data_dir is None:
+            return
+        server = re.sub(r"[^A-Za-z0-9._-]", "_", f"{self.server[0]}_{self.server[1]}")
+        root = self.data_dir / server / user_id
+        if self.cache.root != root:
+            self.cache = HistoryCache(root)
+
+    def catch_up(self) -> list[dict[str, Any]]:
+        """Run ``init`` with what the cache holds and deliver what was missed, in order;
+        pushes that arrive meanwhile are held and then handled. Returns the init data."""
+        self._held = []
+        try:
+            data = self.request("init", rooms=[{**room.to_wire(), "last_seq": seq}
+                                               for room, seq in self.cache.rooms().items()])["chatroom_init_data"]
+            for entry in data:
+                room = RoomKey(entry["session_id"], entry["creator_id"])
+                known = self.cache.last_seq(room)
+                records = [m for day in entry["content"] for m in decode_records(day["content"], room)
+                           if m["seq"] > known]
+                if records and (entry["gap"] or records[0]["seq"] != known + 1):
+                    self.cache.reset(room)     # the copy cannot be continued: start afresh
+                self._deliver(room, records)
+        finally:
+            held, self._held = self._held, None
+        for frame in held:
+            self._on_push(frame)
+        return data
+
+    def _on_connection_lost(self) -> None:
+        if self._closing or not self.live or self._credentials is None:
+            return
+        self._emit({"event": "connection", "state": "offline"})
+        if self._reconnector is None or self._reconnector.dead:
+            self._reconnector = gevent.spawn(self._reconnect)
+
+    def _reconnect(self) -> None:
+        attempt = 0
+        while not self._closing and self._credentials is not None:
+            gevent.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
+            attempt += 1
+            self._emit({"event": "connection", "state": "reconnecting"})
+            try:
+                self.conn = None
+                self.login(*self._credentials)
+                return
+            except ProtocolError as exc:
+                if exc.code is ErrorCode.UNAUTHORIZED:
+                    self._emit({"event": "connection", "state": "offline", "error": exc.to_wire()})
+                    return
+                log.info("reconnect failed: %s", exc.message)
+
     # -- accounts ------------------------------------------------------------------------
     def register(self, user_id: str, password: str, name: str | None = None) -> dict[str, Any]:
         fields: dict[str, Any] = {"user_id": user_id, "password": password}
@@ -76,14 +241,32 @@ class Peer:
             fields["name"] = name
         return self.request("register", **fields)
 
-    def login(self, user_id: str, password: str) -> dict[str, Any]:
-        reply = self.request("login", user_id=user_id, password=password)
+    def login(self, user_id: str, password: str, *, live: bool = True) -> dict[str, Any]:
+        """Log in. ``live`` (the default) starts the push listener first, reports its address,
+        catches up with ``init`` and keeps the session alive (reconnecting when it drops);
+        ``live=False`` is a plain login for one-shot commands."""
+        fields: dict[str, Any] = {"user_id": user_id, "password": password}
+        if live:
+            self._start_listener()
+            assert self.listener is not None
+            host, port = self.listener.address
+            fields.update(listen_host=self.advertise_host or host, listen_port=port)
+        self._closing = False
+        reply = self.request("login", **fields)
         self.user_id, self.token, self.push_secret = user_id, reply["token"], reply["push_secret"]
+        self.live = live
+        if live:
+            self._credentials = (user_id, password)
+            self._open_cache(user_id)
+            self.catch_up()
+            self._emit({"event": "connection", "state": "online"})
         return reply
 
     def logout(self) -> dict[str, Any]:
         if self.user_id is None:
             raise ProtocolError(ErrorCode.UNAUTHORIZED, "not logged in")
+        self._credentials = None
+        self.live = False
         reply = self.request("logout")
         self.user_id = self.token = self.push_secret = None
         return reply

@@ -17,11 +17,12 @@ from gevent.server import StreamServer
 from . import __version__
 from .actions.accounts import Accounts
 from .actions.history import History
-from .actions.messages import Messages, StoredMessage
+from .actions.messages import Messages
 from .actions.rooms import Rooms
 from .config import Config
 from .connection import ClientSession
 from .dispatch import Dispatcher
+from .push import PushHub
 from .recovery import repair_archive
 from .storage import migrate, users
 from .storage.archive import Archive
@@ -46,6 +47,7 @@ class Server:
         self.pool: Pool | None = None
         self.listener: StreamServer | None = None
         self.sessions: set[ClientSession] = set()
+        self.by_token: dict[bytes, ClientSession] = {}
         self._stopped = gevent.event.Event()
         self._heartbeat: gevent.Greenlet | None = None
 
@@ -69,8 +71,9 @@ class Server:
         if repaired:
             log.warning("repaired %d room archives after an unclean stop", repaired)
         self.accounts = Accounts(config, self.pool, self.server_id)
-        self.rooms = Rooms(config, self.pool, self.archive, self.room_event)
-        self.messages = Messages(config, self.pool, self.archive, self.messages_committed)
+        self.push = PushHub(self.pool, self.by_token.get, self.accounts.close_session)
+        self.rooms = Rooms(config, self.pool, self.archive, self.push.room_event)
+        self.messages = Messages(config, self.pool, self.archive, self.push.messages_committed)
         self.history = History(self.pool, self.archive)
         self.messages.start()
         self.dispatcher = Dispatcher(self._handlers())
@@ -109,30 +112,34 @@ class Server:
             "fetch": self.history.do_fetch,
         }
 
-    # -- events (after commit) -----------------------------------------------------------
-    def room_event(self, event: str, room: Any, data: dict[str, Any]) -> None:
-        """A committed change to a room, for the push hub."""
-        log.debug("event %s in %s: %s", event, room, data)
-
-    def messages_committed(self, messages: list[StoredMessage]) -> None:
-        """Committed messages, for the push hub."""
-        log.debug("%d messages committed", len(messages))
-
     # -- connections ---------------------------------------------------------------------
     def _handle_connection(self, sock: socket.socket, address: Any) -> None:
         session = ClientSession(self, sock, address)
         self.sessions.add(session)
         session.run()
 
+    def session_bound(self, session: ClientSession) -> None:
+        """A connection logged in: pushes for its session may use it (NAT fallback)."""
+        assert session.token_hash is not None
+        self.by_token[session.token_hash] = session
+
+    def session_unbound(self, session: ClientSession) -> None:
+        """A connection logged out or closed: forget it and its push link."""
+        assert session.token_hash is not None
+        if self.by_token.get(session.token_hash) is session:
+            del self.by_token[session.token_hash]
+        self.push.session_closed(session.token_hash)
+
     def session_closed(self, session: ClientSession) -> None:
         """Called once by every connection as it ends."""
         self.sessions.discard(session)
         if session.token_hash is not None and self.pool is not None:
-            try:
-                self.accounts.close_session(session.token_hash)
-            except Exception as exc:  # the database may be down; the heartbeat cleans up later
-                log.warning("could not mark %s offline: %s", session.user_id, exc)
+            token_hash, user_id = session.token_hash, session.user_id
             session.unbind()
+            try:
+                self.accounts.close_session(token_hash)
+            except Exception as exc:  # the database may be down; the heartbeat cleans up later
+                log.warning("could not mark %s offline: %s", user_id, exc)
 
     def _heartbeat_loop(self) -> None:
         while True:
@@ -177,6 +184,7 @@ class Server:
             self._heartbeat.kill()
         if getattr(self, "messages", None) is not None:
             self.messages.stop()
+            self.push.stop()
         if self.pool is not None:
             try:
                 with self.pool.transaction("server.unregister") as cur:

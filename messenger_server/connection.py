@@ -42,9 +42,14 @@ class ClientSession:
     # -- called by actions -------------------------------------------------------------
     def bind(self, user_id: str, token_hash: bytes, push_secret: bytes) -> None:
         """The connection is now logged in as ``user_id``."""
+        if self.token_hash is not None:
+            self.server.session_unbound(self)
         self.user_id, self.token_hash, self.push_secret = user_id, token_hash, push_secret
+        self.server.session_bound(self)
 
     def unbind(self) -> None:
+        if self.token_hash is not None:
+            self.server.session_unbound(self)
         self.user_id = self.token_hash = self.push_secret = None
 
     # -- I/O -----------------------------------------------------------------------------

@@ -1,0 +1,246 @@
+"""The push hub: delivers committed events straight to online members' peer listeners.
+
+One persistent connection per online peer session (``PeerLink``), opened on the first push and
+reused for all later ones; each link has its own bounded queue and greenlet, so a slow or dead
+peer only ever delays itself. Every push is encoded once and the same bytes are queued for
+every recipient. Pushes go out in the order the events committed, so one peer sees a room's
+messages in seq order.
+
+When a listener cannot be reached but the peer's own session connection is open on this
+process, the push goes over that connection instead (the NAT fallback). When neither works,
+or a peer's queue overflows, the link is dropped, the session is marked offline and (if held
+here) its connection is closed; the peer catches up with ``init`` when it logs in again.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import gevent
+import gevent.event
+import gevent.queue
+from gevent import socket
+
+from messenger_protocol import FrameDecoder, ProtocolError, encode
+from messenger_protocol.messages import RoomKey
+from messenger_protocol.push import answer, push_frame
+
+from .storage import push as push_db
+from .storage.push import Target
+from .storage.pool import Pool
+
+if TYPE_CHECKING:
+    from .actions.messages import StoredMessage
+    from .connection import ClientSession
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 3.0
+HANDSHAKE_TIMEOUT = 5.0
+MAX_QUEUED_FRAMES = 10_000
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+
+
+class PeerLink:
+    """The queue and connection for one peer session."""
+
+    def __init__(self, hub: "PushHub", target: Target) -> None:
+        self.hub = hub
+        self.target = target
+        self.queue: collections.deque[bytes] = collections.deque()
+        self.queued_bytes = 0
+        self.wake = gevent.event.Event()
+        self.sock: socket.socket | None = None
+        self.via_session = False
+        self.closed = False
+        self.greenlet = gevent.spawn(self._run)
+
+    def push(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        if len(self.queue) >= MAX_QUEUED_FRAMES or self.queued_bytes + len(frame) > MAX_QUEUED_BYTES:
+            self.hub.drop(self, "its push queue overflowed (the peer is not reading)")
+            return
+        self.queue.append(frame)
+        self.queued_bytes += len(frame)
+        self.wake.set()
+
+    def _connect(self) -> bool:
+        """Open and authenticate the listener connection; False when it cannot be reached."""
+        t = self.target
+        if not t.listen_port or not t.listen_ip:
+            return False
+        try:
+            sock = socket.create_connection((t.listen_ip, t.listen_port), timeout=CONNECT_TIMEOUT)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(HANDSHAKE_TIMEOUT)
+            decoder = FrameDecoder(64 * 1024)
+            challenge = _read_frame(sock, decoder)
+            nonce = challenge.get("nonce") if challenge else None
+            if not isinstance(nonce, bytes):
+                raise ConnectionError("no challenge from the listener")
+            sock.sendall(encode(answer(t.push_secret, nonce)))
+            ok = _read_frame(sock, decoder)
+            if not ok or ok.get("ok") is not True:
+                raise ConnectionError("the listener refused our answer")
+            sock.settimeout(None)
+        except (OSError, ProtocolError, ConnectionError) as exc:
+            log.info("listener of %s at %s:%s unreachable: %s", t.user_id, t.listen_ip, t.listen_port, exc)
+            return False
+        self.sock = sock
+        return True
+
+    def _run(self) -> None:
+        try:
+            if not self._connect():
+                if self.hub.session_of(self.target.token_hash) is None:
+                    self.hub.drop(self, "its listener cannot be reached")
+                    return
+                self.via_session = True
+                log.info("pushing to %s over its session connection (listener unreachable)", self.target.user_id)
+            while not self.closed:
+                self.wake.wait()
+                self.wake.clear()
+                while self.queue and not self.closed:
+                    frames = list(self.queue)
+                    self.queue.clear()
+                    self.queued_bytes = 0
+                    self._write(b"".join(frames))
+        except gevent.GreenletExit:
+            pass
+
+    def _write(self, data: bytes) -> None:
+        if not self.via_session:
+            assert self.sock is not None
+            try:
+                self.sock.sendall(data)
+                return
+            except OSError as exc:
+                log.info("push to %s's listener failed: %s", self.target.user_id, exc)
+                self._close_socket()
+                if self.hub.session_of(self.target.token_hash) is None:
+                    self.hub.drop(self, "its listener went away")
+                    return
+                self.via_session = True
+        session = self.hub.session_of(self.target.token_hash)
+        if session is None:
+            self.hub.drop(self, "its session ended")
+            return
+        try:
+            session.send_bytes(data)
+        except OSError:
+            self.hub.drop(self, "its session connection failed")
+
+    def _close_socket(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+
+    def close(self) -> None:
+        self.closed = True
+        self.queue.clear()
+        self._close_socket()
+        if self.greenlet is not gevent.getcurrent():
+            self.greenlet.kill(block=False)
+
+
+def _read_frame(sock: socket.socket, decoder: FrameDecoder) -> dict[str, Any] | None:
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        for frame in decoder.feed(data):
+            return frame if isinstance(frame, dict) else None
+
+
+class PushHub:
+    """Fan-out of committed events, in commit order, through one worker greenlet."""
+
+    def __init__(self, pool: Pool, sessions: Callable[[bytes], "ClientSession | None"],
+                 mark_offline: Callable[[bytes], None]) -> None:
+        self.pool = pool
+        self.session_of = sessions
+        self.mark_offline = mark_offline
+        self.links: dict[bytes, PeerLink] = {}
+        self._work: gevent.queue.Queue = gevent.queue.Queue()
+        self._worker = gevent.spawn(self._work_loop)
+        self.delivered = 0
+
+    # -- inputs (called after commit) ----------------------------------------------------
+    def messages_committed(self, messages: list["StoredMessage"]) -> None:
+        self._work.put(("messages", messages))
+
+    def room_event(self, event: str, room: RoomKey, data: dict[str, Any]) -> None:
+        self._work.put(("event", (event, room, data)))
+
+    def session_closed(self, token_hash: bytes) -> None:
+        link = self.links.pop(token_hash, None)
+        if link is not None:
+            link.close()
+
+    # -- worker --------------------------------------------------------------------------
+    def _work_loop(self) -> None:
+        while True:
+            kind, payload = self._work.get()
+            try:
+                if kind == "messages":
+                    self._fan_out_messages(payload)
+                else:
+                    self._fan_out_event(*payload)
+            except ProtocolError as exc:   # the database is down: pushes are lost, init catches up
+                log.warning("push fan-out skipped: %s", exc.message)
+            except Exception:
+                log.exception("push fan-out failed")
+
+    def _fan_out_messages(self, messages: list["StoredMessage"]) -> None:
+        rooms = {m.room for m in messages}
+        with self.pool.transaction("push.targets") as cur:
+            targets = push_db.online_targets(cur, rooms)
+        for message in messages:
+            frame = encode(push_frame("message", message.to_wire()))
+            self._deliver(targets.get(message.room, ()), frame)
+
+    def _fan_out_event(self, event: str, room: RoomKey, data: dict[str, Any]) -> None:
+        with self.pool.transaction("push.targets") as cur:
+            if event == "invited":
+                targets = push_db.user_targets(cur, [data["user_id"]])
+            else:
+                targets = push_db.online_targets(cur, [room]).get(room, [])
+                if event == "member_left":
+                    targets = [*targets, *push_db.user_targets(cur, [data["user_id"]])]
+        self._deliver(targets, encode(push_frame(event, {**room.to_wire(), **data})))
+
+    def _deliver(self, targets: Iterable[Target], frame: bytes) -> None:
+        for target in targets:
+            link = self.links.get(target.token_hash)
+            if link is None:
+                link = self.links[target.token_hash] = PeerLink(self, target)
+            link.push(frame)
+            self.delivered += 1
+
+    def drop(self, link: PeerLink, why: str) -> None:
+        """Give up on a peer: forget the link, mark the session offline, close its connection."""
+        if self.links.get(link.target.token_hash) is link:
+            del self.links[link.target.token_hash]
+        link.close()
+        log.warning("dropping peer %s: %s; it catches up at its next login", link.target.user_id, why)
+        session = self.session_of(link.target.token_hash)
+        if session is not None:
+            session.shutdown_reading()      # the client sees the close and reconnects
+        gevent.spawn(self._mark_offline, link.target.token_hash)
+
+    def _mark_offline(self, token_hash: bytes) -> None:
+        try:
+            self.mark_offline(token_hash)
+        except Exception as exc:
+            log.warning("could not mark a dropped peer offline: %s", exc)
+
+    def stop(self) -> None:
+        self._worker.kill()
+        for link in list(self.links.values()):
+            link.close()
+        self.links.clear()
