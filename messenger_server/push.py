@@ -171,11 +171,13 @@ class PushHub:
         self.delivered = 0
 
     # -- inputs (called after commit) ----------------------------------------------------
-    def messages_committed(self, messages: list["StoredMessage"]) -> None:
-        self._work.put(("messages", messages))
+    def messages_committed(self, messages: list["StoredMessage"], audience: dict[RoomKey, list[str]]) -> None:
+        """Messages just committed, and each room's members at commit time."""
+        self._work.put(("messages", (messages, audience)))
 
-    def room_event(self, event: str, room: RoomKey, data: dict[str, Any]) -> None:
-        self._work.put(("event", (event, room, data)))
+    def room_event(self, event: str, room: RoomKey, data: dict[str, Any], audience: list[str]) -> None:
+        """A committed room change and the users who should hear of it."""
+        self._work.put(("event", (event, room, data, audience)))
 
     def session_closed(self, token_hash: bytes) -> None:
         link = self.links.pop(token_hash, None)
@@ -188,7 +190,7 @@ class PushHub:
             kind, payload = self._work.get()
             try:
                 if kind == "messages":
-                    self._fan_out_messages(payload)
+                    self._fan_out_messages(*payload)
                 else:
                     self._fan_out_event(*payload)
             except ProtocolError as exc:   # the database is down: pushes are lost, init catches up
@@ -196,23 +198,29 @@ class PushHub:
             except Exception:
                 log.exception("push fan-out failed")
 
-    def _fan_out_messages(self, messages: list["StoredMessage"]) -> None:
-        rooms = {m.room for m in messages}
+    # Who hears of an event is fixed at commit time (the audience); which of their sessions
+    # are online is looked up now, so a session that logged in after the commit (and whose
+    # init may have missed the event) still gets it.
+    def _sessions(self, user_ids: Iterable[str]) -> dict[str, list[Target]]:
         with self.pool.transaction("push.targets") as cur:
-            targets = push_db.online_targets(cur, rooms)
+            targets = push_db.user_targets(cur, set(user_ids))
+        by_user: dict[str, list[Target]] = {}
+        for target in targets:
+            by_user.setdefault(target.user_id, []).append(target)
+        return by_user
+
+    def _fan_out_messages(self, messages: list["StoredMessage"], audience: dict[RoomKey, list[str]]) -> None:
+        sessions = self._sessions(u for users in audience.values() for u in users)
         for message in messages:
             frame = encode(push_frame("message", message.to_wire()))
-            self._deliver(targets.get(message.room, ()), frame)
+            for user_id in audience.get(message.room, ()):
+                self._deliver(sessions.get(user_id, ()), frame)
 
-    def _fan_out_event(self, event: str, room: RoomKey, data: dict[str, Any]) -> None:
-        with self.pool.transaction("push.targets") as cur:
-            if event == "invited":
-                targets = push_db.user_targets(cur, [data["user_id"]])
-            else:
-                targets = push_db.online_targets(cur, [room]).get(room, [])
-                if event == "member_left":
-                    targets = [*targets, *push_db.user_targets(cur, [data["user_id"]])]
-        self._deliver(targets, encode(push_frame(event, {**room.to_wire(), **data})))
+    def _fan_out_event(self, event: str, room: RoomKey, data: dict[str, Any], audience: list[str]) -> None:
+        sessions = self._sessions(audience)
+        frame = encode(push_frame(event, {**room.to_wire(), **data}))
+        for user_id in audience:
+            self._deliver(sessions.get(user_id, ()), frame)
 
     def _deliver(self, targets: Iterable[Target], frame: bytes) -> None:
         for target in targets:

@@ -73,7 +73,7 @@ class Messages:
     """The ``send`` op and its commit pipeline."""
 
     def __init__(self, config: Config, pool: Pool, archive: Archive,
-                 on_committed: Callable[[list[StoredMessage]], None]) -> None:
+                 on_committed: Callable[[list[StoredMessage], dict[RoomKey, list[str]]], None]) -> None:
         self.config = config
         self.pool = pool
         self.archive = archive
@@ -126,7 +126,7 @@ class Messages:
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 try:
-                    committed = self._commit(batch)
+                    committed, audience = self._commit(batch)
                 except ProtocolError as exc:
                     for item in batch:
                         if not item.result.ready():
@@ -143,11 +143,13 @@ class Messages:
                     continue
                 if committed:
                     try:
-                        self.on_committed(committed)
+                        self.on_committed(committed, audience)
                     except Exception:
                         log.exception("handing messages to the push hub failed")
 
-    def _commit(self, batch: list[_Pending]) -> list[StoredMessage]:
+    def _commit(self, batch: list[_Pending]) -> tuple[list[StoredMessage], dict[RoomKey, list[str]]]:
+        """Store a batch in one transaction; return the stored messages and, per room, the
+        members at that moment (who should receive them)."""
         # Two sends with one (user, txn) in a batch: the later is answered like a retry.
         firsts: dict[tuple[str, str], _Pending] = {}
         repeats: list[tuple[_Pending, _Pending]] = []
@@ -179,16 +181,18 @@ class Messages:
                 todo = self._answer_retries(cur, todo)
             else:
                 assigned = []
+            audience: dict[RoomKey, list[str]] = {}
             if assigned:
                 self._append(cur, assigned, rooms)
                 room_db.mark_senders_read(cur, [(m.room, m.user_id, m.seq) for _, m in assigned])
+                audience = room_db.member_ids_by_room(cur, {m.room for _, m in assigned})
         for item, message in assigned:
             item.result.set({**message.room.to_wire(), "seq": message.seq, "chat_time": message.chat_time})
             stored.append(message)
         for item, first in repeats:
             first.result.rawlink(lambda r, item=item: item.result.set(r.value) if r.successful()
                                  else item.result.set_exception(r.exception))
-        return stored
+        return stored, audience
 
     def _answer_retries(self, cur: Any, todo: list[_Pending]) -> list[_Pending]:
         earlier = room_db.find_txns(cur, [(i.user_id, i.txn_id) for i in todo])

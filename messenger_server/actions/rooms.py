@@ -23,7 +23,10 @@ from . import Caller, Reply, check_logged_in
 
 log = logging.getLogger(__name__)
 
-EventSink = Callable[[str, RoomKey, dict[str, Any]], None]
+# (event, room, data, audience): the audience is the user ids that should hear of it, fixed in
+# the transaction that made the change, so a member who leaves right after still hears of
+# everything that happened while they were in.
+EventSink = Callable[[str, RoomKey, dict[str, Any], list[str]], None]
 MAX_ROOMS_LISTED = 5000
 
 
@@ -87,7 +90,7 @@ class Rooms:
                 self.archive.write_image(self.archive.room_dir(*key), image)
         room_info = {**key.to_wire(), "name": name, "members": [me, *invitees]}
         for user_id in invitees:
-            self.events("invited", key, {**room_info, "user_id": user_id, "by": me})
+            self.events("invited", key, {**room_info, "user_id": user_id, "by": me}, [user_id])
         log.info("%s created room %s with %d members", me, key.folder, 1 + len(invitees))
         return {**key.to_wire(), "room": key.folder, "name": name, "members": [me, *invitees]}
 
@@ -99,7 +102,8 @@ class Rooms:
             room_db.get_room(cur, key, lock=True)   # serialise renames with each other
             room_db.update_name(cur, key, name)
             self.archive.write_info(self.archive.room_dir(*key), name)
-        self.events("room_renamed", key, {"name": name, "by": me})
+            audience = room_db.member_ids(cur, key)
+        self.events("room_renamed", key, {"name": name, "by": me}, audience)
         return {**key.to_wire(), "name": name}
 
     def do_set_room_image(self, caller: Caller, session_id: str, creator_id: str, image: bytes) -> Reply:
@@ -111,8 +115,9 @@ class Rooms:
             room_db.get_room(cur, key, lock=True)
             room_db.set_has_image(cur, key)
             self.archive.write_image(self.archive.room_dir(*key), image)
+            audience = room_db.member_ids(cur, key)
         tag = room_image_tag(self.archive, key)
-        self.events("room_image", key, {"image_tag": tag, "by": me})
+        self.events("room_image", key, {"image_tag": tag, "by": me}, audience)
         return {**key.to_wire(), "image_tag": tag}
 
     def do_invite(self, caller: Caller, session_id: str, creator_id: str, user_ids: list[str]) -> Reply:
@@ -129,18 +134,19 @@ class Rooms:
             members = room_db.member_ids(cur, key)
         room_info = {**key.to_wire(), "name": room.name, "members": members}
         for user_id in added:
-            self.events("invited", key, {**room_info, "user_id": user_id, "by": me})
+            self.events("invited", key, {**room_info, "user_id": user_id, "by": me}, [user_id])
         if added:
-            self.events("members_joined", key, {"user_ids": added, "by": me})
+            self.events("members_joined", key, {"user_ids": added, "by": me}, members)
         return {**key.to_wire(), "added": added}
 
     def do_leave(self, caller: Caller, session_id: str, creator_id: str) -> Reply:
         me = check_logged_in(caller)
         key = RoomKey(session_id, creator_id)
         with self.pool.transaction("leave") as cur:
+            audience = room_db.member_ids(cur, key)
             if not room_db.remove_member(cur, key, me):
                 raise ProtocolError(ErrorCode.FORBIDDEN, f"you are not a member of room {key.folder}")
-        self.events("member_left", key, {"user_id": me})
+        self.events("member_left", key, {"user_id": me}, audience)
         return {**key.to_wire()}
 
     def do_list_rooms(self, caller: Caller) -> Reply:
@@ -164,7 +170,8 @@ class Rooms:
         key = RoomKey(session_id, creator_id)
         with self.pool.transaction("mark_read") as cur:
             read_seq = room_db.set_read(cur, key, me, seq)
-        if read_seq is None:
-            raise ProtocolError(ErrorCode.FORBIDDEN, f"you are not a member of room {key.folder}")
-        self.events("read", key, {"user_id": me, "read_seq": read_seq})
+            if read_seq is None:
+                raise ProtocolError(ErrorCode.FORBIDDEN, f"you are not a member of room {key.folder}")
+            audience = room_db.member_ids(cur, key)
+        self.events("read", key, {"user_id": me, "read_seq": read_seq}, audience)
         return {**key.to_wire(), "read_seq": read_seq}

@@ -146,6 +146,20 @@ def member_ids(cur: Cursor, key: RoomKey) -> list[str]:
     return [row[0] for row in cur.fetchall()]
 
 
+def member_ids_by_room(cur: Cursor, keys: Iterable[RoomKey]) -> dict[RoomKey, list[str]]:
+    """Every member of each room, in one query."""
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    cur.execute("""SELECT SESSION_ID, CREATOR_ID, USER_ID FROM SESSION_USER_RELATION_TB
+                   WHERE (SESSION_ID, CREATOR_ID) IN (SELECT * FROM unnest(%s::varchar[], %s::varchar[]))""",
+                ([k[0] for k in keys], [k[1] for k in keys]))
+    out: dict[RoomKey, list[str]] = {k: [] for k in keys}
+    for sid, cid, uid in cur.fetchall():
+        out[RoomKey(sid, cid)].append(uid)
+    return out
+
+
 def set_read(cur: Cursor, key: RoomKey, user_id: str, seq: int) -> int | None:
     """Move a member's read position forward (never back, never past the last message)."""
     cur.execute("""UPDATE SESSION_USER_RELATION_TB r
