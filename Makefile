@@ -50,3 +50,6 @@ clean:
 
 # Desktop client targets (run-client, screenshots) live beside the UI.
 include ui/ui.mk
+
+# Benchmarks (make bench and friends) live beside them.
+include bench/bench.mk
