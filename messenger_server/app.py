@@ -2,6 +2,7 @@
 in the right order. No module globals, so tests can run several servers side by side."""
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from .actions.rooms import Rooms
 from .config import Config
 from .connection import ClientSession
 from .dispatch import Dispatcher
+from .limits import Limits
 from .push import PushHub
 from .recovery import repair_archive
 from .storage import migrate, users
@@ -48,6 +50,7 @@ class Server:
         self.listener: StreamServer | None = None
         self.sessions: set[ClientSession] = set()
         self.by_token: dict[bytes, ClientSession] = {}
+        self.per_address: collections.Counter[str] = collections.Counter()
         self._stopped = gevent.event.Event()
         self._heartbeat: gevent.Greenlet | None = None
 
@@ -70,10 +73,11 @@ class Server:
         repaired = repair_archive(self.pool, self.archive)
         if repaired:
             log.warning("repaired %d room archives after an unclean stop", repaired)
-        self.accounts = Accounts(config, self.pool, self.server_id)
+        self.limits = Limits(config)
+        self.accounts = Accounts(config, self.pool, self.server_id, self.limits)
         self.push = PushHub(self.pool, self.by_token.get, self.accounts.close_session)
         self.rooms = Rooms(config, self.pool, self.archive, self.push.room_event)
-        self.messages = Messages(config, self.pool, self.archive, self.push.messages_committed)
+        self.messages = Messages(config, self.pool, self.archive, self.limits, self.push.messages_committed)
         self.history = History(self.pool, self.archive)
         self.messages.start()
         self.dispatcher = Dispatcher(self._handlers())
@@ -115,8 +119,25 @@ class Server:
     # -- connections ---------------------------------------------------------------------
     def _handle_connection(self, sock: socket.socket, address: Any) -> None:
         session = ClientSession(self, sock, address)
+        refusal = self._over_connection_limits(session.peer_ip)
+        if refusal:
+            session.refuse(refusal)
+            return
         self.sessions.add(session)
-        session.run()
+        self.per_address[session.peer_ip] += 1
+        try:
+            session.run()
+        finally:
+            self.per_address[session.peer_ip] -= 1
+            if not self.per_address[session.peer_ip]:
+                del self.per_address[session.peer_ip]
+
+    def _over_connection_limits(self, ip: str) -> str | None:
+        if len(self.sessions) >= self.config.max_connections:
+            return "the server is full; try again later"
+        if self.per_address[ip] >= self.config.max_connections_per_address:
+            return f"too many connections from {ip}; close some and retry"
+        return None
 
     def session_bound(self, session: ClientSession) -> None:
         """A connection logged in: pushes for its session may use it (NAT fallback)."""

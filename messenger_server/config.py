@@ -34,7 +34,16 @@ class Config:
     max_image_bytes: int = 10 * MiB
     max_emoticon_bytes: int = 64
     max_profile_image_bytes: int = 2 * MiB
-    hello_timeout: float = 30.0           # a connection that never says hello is closed
+    hello_timeout: float = 10.0           # a connection that never says hello is closed
+    auth_timeout: float = 60.0            # ... and one that never logs in
+    max_connections: int = 20_000
+    max_connections_per_address: int = 1_000
+    max_room_members: int = 5_000
+    max_rooms_per_user: int = 5_000
+    sends_per_user: float = 200.0         # per second (token bucket; burst 5x); 0 = no limit
+    sends_per_address: float = 5_000.0
+    logins_per_user: float = 5.0
+    logins_per_address: float = 100.0
     log_level: str = "WARNING"
 
     @property
@@ -60,6 +69,15 @@ _HELP = {
     "max_emoticon_bytes": "longest emoticon id, in bytes",
     "max_profile_image_bytes": "largest profile image, in bytes",
     "hello_timeout": "seconds a new connection may take to send hello",
+    "auth_timeout": "seconds a connection may stay without logging in",
+    "max_connections": "connections the process holds at most; more are refused",
+    "max_connections_per_address": "connections from one IP address at most",
+    "max_room_members": "members a room may have",
+    "max_rooms_per_user": "rooms a user may belong to",
+    "sends_per_user": "messages per second one user may send (bursts of 5x); 0 turns it off",
+    "sends_per_address": "messages per second from one IP address; 0 turns it off",
+    "logins_per_user": "login attempts per second for one user id; 0 turns it off",
+    "logins_per_address": "login and register attempts per second from one IP address; 0 turns it off",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 

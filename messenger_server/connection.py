@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -37,6 +38,7 @@ class ClientSession:
         self.push_secret: bytes | None = None
         self.greeted = False
         self.closing = False
+        self.connected_at = time.monotonic()
         self._write_lock = gevent.lock.Semaphore()
 
     # -- called by actions -------------------------------------------------------------
@@ -77,16 +79,32 @@ class ClientSession:
             except OSError:
                 pass
 
+    def refuse(self, why: str) -> None:
+        """Turn the connection away with ``rate_limited`` before serving it."""
+        try:
+            self.send_error(None, ProtocolError(ErrorCode.RATE_LIMITED, why))
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _deadline(self) -> tuple[float | None, str]:
+        """Until when an unauthenticated connection may wait, and what to say when it's over."""
+        config = self.server.config
+        if self.user_id is not None:
+            return None, ""
+        if not self.greeted:
+            return self.connected_at + config.hello_timeout, "no hello in time; closing the connection"
+        return self.connected_at + config.auth_timeout, "not logged in in time; closing the connection"
+
     def _serve(self) -> None:
         decoder = FrameDecoder(self.server.config.max_frame_size)
         while not self.closing:
-            timeout = None if self.greeted else self.server.config.hello_timeout
+            deadline, why = self._deadline()
             try:
-                with gevent.Timeout(timeout):
+                with gevent.Timeout(None if deadline is None else max(0.0, deadline - time.monotonic())):
                     data = self.sock.recv(RECV_SIZE)
             except gevent.Timeout:
-                self.send_error(None, ProtocolError(ErrorCode.BAD_REQUEST,
-                                                    "no hello in time; closing the connection"))
+                self.send_error(None, ProtocolError(ErrorCode.UNAUTHORIZED, why))
                 return
             if not data:
                 return

@@ -5,7 +5,8 @@ import hashlib
 import logging
 import os
 import secrets
-from pathlib import Path
+
+import gevent
 
 from messenger_protocol import ErrorCode, ProtocolError
 from messenger_protocol.messages import is_valid_user_id
@@ -14,6 +15,7 @@ from .. import passwords
 from ..config import Config
 from ..media import check_image
 from ..storage import users
+from ..limits import Limits
 from ..storage.pool import Pool
 from . import Caller, Reply, check_logged_in
 
@@ -28,13 +30,15 @@ def token_hash(token: str) -> bytes:
 class Accounts:
     """Registration, login sessions and profiles."""
 
-    def __init__(self, config: Config, pool: Pool, server_id: str) -> None:
+    def __init__(self, config: Config, pool: Pool, server_id: str, limits: Limits) -> None:
         self.config = config
+        self.limits = limits
         self.pool = pool
         self.server_id = server_id
         self.profile_dir = config.data_dir / "profiles"
 
     def do_register(self, caller: Caller, user_id: str, password: str, name: str | None) -> Reply:
+        self.limits.logins_per_address.check(caller.peer_ip)
         pw_hash = passwords.hash_password(password)
         with self.pool.transaction("register") as cur:
             created = users.create_user(cur, user_id, name or user_id, pw_hash)
@@ -46,11 +50,18 @@ class Accounts:
     def do_login(self, caller: Caller, user_id: str, password: str,
                  listen_host: str | None, listen_port: int | None) -> Reply:
         """Check the password and open a session; return its token and push secret."""
+        self.limits.logins_per_address.check(caller.peer_ip)
+        self.limits.logins_per_user.check(user_id)
+        delay = self.limits.failed_logins.delay(user_id)
+        if delay:
+            gevent.sleep(delay)   # guessing gets slower with every failure
         with self.pool.transaction("login.lookup") as cur:
             stored = users.password_hash(cur, user_id)
         if not passwords.verify_password(password, stored):
+            self.limits.failed_logins.failed(user_id)
             # Same words whether the id exists or not.
             raise ProtocolError(ErrorCode.UNAUTHORIZED, "wrong user id or password")
+        self.limits.failed_logins.succeeded(user_id)
         token = secrets.token_urlsafe(32)
         push_secret = secrets.token_bytes(32)
         listen_ip = listen_host or caller.peer_ip

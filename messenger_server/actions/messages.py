@@ -24,6 +24,7 @@ from messenger_protocol import ErrorCode, ProtocolError
 from messenger_protocol.messages import RoomKey
 
 from ..config import Config
+from ..limits import Limits
 from ..media import check_image
 from ..storage import rooms as room_db
 from ..storage.archive import Archive, ArchiveError, make_record
@@ -72,12 +73,13 @@ def preview(chat_type: str, content: bytes) -> str:
 class Messages:
     """The ``send`` op and its commit pipeline."""
 
-    def __init__(self, config: Config, pool: Pool, archive: Archive,
+    def __init__(self, config: Config, pool: Pool, archive: Archive, limits: Limits,
                  on_committed: Callable[[list[StoredMessage], dict[RoomKey, list[str]]], None]) -> None:
         self.config = config
         self.pool = pool
         self.archive = archive
         self.on_committed = on_committed
+        self.limits = limits
         self._queue: list[_Pending] = []
         self._wake = gevent.event.Event()
         self._committer: gevent.Greenlet | None = None
@@ -112,6 +114,8 @@ class Messages:
     def do_send(self, caller: Caller, session_id: str, creator_id: str, chat_type: str,
                 content: bytes, txn_id: str) -> Reply:
         me = check_logged_in(caller)
+        self.limits.sends_per_user.check(me)
+        self.limits.sends_per_address.check(caller.peer_ip)
         self.check_content(chat_type, content)
         pending = _Pending(RoomKey(session_id, creator_id), me, chat_type, content, txn_id)
         self._queue.append(pending)

@@ -66,6 +66,17 @@ class Rooms:
         self.archive = archive
         self.events = events
 
+    def _check_sizes(self, cur: Any, key: RoomKey | None, joining: list[str]) -> None:
+        """Refuse (``too_large``) a change that makes a room or a user's room list too big."""
+        members = len(room_db.member_ids(cur, key)) if key is not None else 0
+        if members + len(joining) > self.config.max_room_members:
+            raise ProtocolError(ErrorCode.TOO_LARGE,
+                                f"a room holds at most {self.config.max_room_members} members")
+        full = [u for u, n in room_db.room_counts(cur, joining).items() if n >= self.config.max_rooms_per_user]
+        if full:
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"{', '.join(sorted(full))} already "
+                                f"belong(s) to {self.config.max_rooms_per_user} rooms, the most allowed")
+
     def _check_room_image(self, image: bytes) -> None:
         check_image(image, self.config.max_image_bytes, "the room image", allowed=("png",))
 
@@ -79,6 +90,7 @@ class Rooms:
             missing = set(invitees) - user_db.existing_user_ids(cur, invitees)
             if missing:
                 raise ProtocolError(ErrorCode.NOT_FOUND, f"no such user: {', '.join(sorted(missing))}")
+            self._check_sizes(cur, None, [me, *invitees])
             number = room_db.next_room_number(cur, me, today)
             key = RoomKey(f"{today}_{number:06d}", me)
             room_db.insert_room(cur, key, name, image is not None)
@@ -128,8 +140,9 @@ class Rooms:
             missing = set(user_ids) - user_db.existing_user_ids(cur, user_ids)
             if missing:
                 raise ProtocolError(ErrorCode.NOT_FOUND, f"no such user: {', '.join(sorted(missing))}")
-            room = room_db.get_room(cur, key)
+            room = room_db.get_room(cur, key, lock=True)   # one invite at a time: sizes stay true
             assert room is not None
+            self._check_sizes(cur, key, sorted(set(user_ids) - set(room_db.member_ids(cur, key))))
             added = room_db.add_members(cur, key, user_ids)
             members = room_db.member_ids(cur, key)
         room_info = {**key.to_wire(), "name": room.name, "members": members}

@@ -146,6 +146,16 @@ def member_ids(cur: Cursor, key: RoomKey) -> list[str]:
     return [row[0] for row in cur.fetchall()]
 
 
+def room_counts(cur: Cursor, user_ids: Iterable[str]) -> dict[str, int]:
+    """How many rooms each user belongs to."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    cur.execute("""SELECT u, (SELECT count(*) FROM SESSION_USER_RELATION_TB r WHERE r.USER_ID = u)
+                   FROM unnest(%s::varchar[]) AS u""", (ids,))
+    return dict(cur.fetchall())
+
+
 def member_ids_by_room(cur: Cursor, keys: Iterable[RoomKey]) -> dict[RoomKey, list[str]]:
     """Every member of each room, in one query."""
     keys = sorted(set(keys))
