@@ -22,6 +22,7 @@ setup(
             "pytest>=8,<10",
             "pytest-timeout>=2.3,<3",
             "hypothesis>=6.100,<7",
+            "trustme>=1.1,<2",   # throw-away certificate authorities for the TLS tests
         ],
     },
     entry_points={

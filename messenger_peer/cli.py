@@ -234,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--listen-host", default="127.0.0.1", help="address of the push listener")
     parser.add_argument("--listen-port", type=int, default=0, help="port of the push listener (0: any free)")
     parser.add_argument("--advertise-host", help="address the server should push to, when not --listen-host")
+    parser.add_argument("--tls", action="store_true", help="connect to the server with TLS (verifying its certificate)")
+    parser.add_argument("--ca-file", help="CA certificate(s) to verify the server with (implies --tls)")
+    parser.add_argument("--listen-tls-cert", help="PEM certificate for the push listener (it then speaks TLS)")
+    parser.add_argument("--listen-tls-key", help="PEM private key of --listen-tls-cert")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("register", help="create the account --user with --password")
@@ -310,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     peer = Peer(server, timeout=args.request_timeout, data_dir=args.data_dir, listen_host=args.listen_host,
-                listen_port=args.listen_port, advertise_host=args.advertise_host)
+                listen_port=args.listen_port, advertise_host=args.advertise_host, tls=args.tls,
+                ca_file=args.ca_file, listen_tls_cert=args.listen_tls_cert, listen_tls_key=args.listen_tls_key)
     try:
         peer.connect()
         args.func(peer, args)

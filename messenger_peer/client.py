@@ -13,7 +13,7 @@ from typing import Any, Callable
 import gevent
 import gevent.event
 import gevent.lock
-from gevent import socket
+from gevent import socket, ssl
 
 from messenger_protocol import (DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION, ErrorCode, FrameDecoder,
                                 ProtocolError, encode)
@@ -21,6 +21,19 @@ from messenger_protocol import (DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION, ErrorC
 log = logging.getLogger(__name__)
 
 PushHandler = Callable[[dict[str, Any]], None]
+
+
+def client_tls_context(ca_file: str | None = None) -> "ssl.SSLContext":
+    """TLS that verifies the server's certificate (against ``ca_file`` for a self-signed set-up,
+    else the system's CAs) and its host name."""
+    # gevent's SSLContext, built by hand: gevent.ssl.create_default_context returns the standard
+    # library's class, whose sockets would block the whole hub.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)      # verifies certificate and host name
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    else:
+        context.load_default_certs()
+    return context
 
 
 def parse_address(text: str, default_port: int = 9100) -> tuple[str, int]:
@@ -47,8 +60,9 @@ class ServerConnection:
 
     def __init__(self, host: str, port: int, *, timeout: float = 30.0,
                  on_push: PushHandler | None = None, on_close: Callable[[], None] | None = None,
-                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, tls: "ssl.SSLContext | None" = None) -> None:
         self.host, self.port = host, port
+        self.tls = tls
         self.timeout = timeout
         self.on_push = on_push
         self.on_close = on_close
@@ -69,8 +83,16 @@ class ServerConnection:
             raise ProtocolError(ErrorCode.UNAVAILABLE,
                                 f"cannot connect to {self.host}:{self.port} ({exc.strerror or exc}); "
                                 "is the server running?") from None
-        self._sock.settimeout(None)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            try:
+                self._sock = self.tls.wrap_socket(self._sock, server_hostname=self.host)
+            except (ssl.SSLError, OSError) as exc:
+                self._sock.close()
+                raise ProtocolError(ErrorCode.UNAVAILABLE,
+                                    f"TLS with {self.host}:{self.port} failed ({exc}); check the server "
+                                    "certificate or --ca-file") from None
+        self._sock.settimeout(None)
         self._reader = gevent.spawn(self._read_loop)
         self.server_info = self.request("hello", version=PROTOCOL_VERSION, client="messenger-peer")
         return self

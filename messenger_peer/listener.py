@@ -7,11 +7,12 @@ application. Authenticated push frames are handed to ``on_push`` in arrival orde
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any, Callable
 
 import gevent
-from gevent import socket
+from gevent import socket, ssl
 from gevent.server import StreamServer
 
 from messenger_protocol import ErrorCode, FrameDecoder, ProtocolError, encode
@@ -27,11 +28,21 @@ class PushListener:
     """Accepts authenticated pushes; ``secret()`` gives the current push secret (None before login)."""
 
     def __init__(self, on_push: Callable[[dict[str, Any]], None], secret: Callable[[], bytes | None],
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, tls_cert: str | None = None,
+                 tls_key: str | None = None) -> None:
         self.on_push = on_push
         self.secret = secret
         self.refused = 0
-        self._server = StreamServer((host, port), self._handle)
+        self.tls_fingerprint: bytes | None = None
+        tls = {}
+        if tls_cert:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)   # gevent's class: see client.py
+            context.load_cert_chain(tls_cert, tls_key)
+            tls = {"ssl_context": context}
+            with open(tls_cert, encoding="ascii") as f:
+                # The server pins this (sent at login over our own verified connection).
+                self.tls_fingerprint = hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).digest()
+        self._server = StreamServer((host, port), self._handle, **tls)
 
     def start(self) -> tuple[str, int]:
         self._server.start()
@@ -83,7 +94,7 @@ class PushListener:
                 self._deliver(decoder.feed(data))
         except ProtocolError as exc:
             log.warning("closing push connection: %s", exc.message)
-        except OSError as exc:
+        except (OSError, ssl.SSLError) as exc:
             log.debug("push connection ended: %s", exc)
         finally:
             sock.close()

@@ -23,7 +23,7 @@ from messenger_protocol import ErrorCode, ProtocolError
 from messenger_protocol.messages import RoomKey
 
 from .cache import HistoryCache, decode_records
-from .client import ServerConnection
+from .client import ServerConnection, client_tls_context
 from .listener import PushListener
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,16 @@ class Peer:
 
     def __init__(self, server: tuple[str, int], *, data_dir: Path | str | None = None,
                  listen_host: str = "127.0.0.1", listen_port: int = 0, advertise_host: str | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, tls: bool = False, ca_file: str | None = None,
+                 listen_tls_cert: str | None = None, listen_tls_key: str | None = None) -> None:
+        """``tls`` talks TLS to the server, verifying its certificate (``ca_file`` for a
+        self-signed one); ``listen_tls_cert``/``key`` make the listener speak TLS too."""
         self.server = server
         self.timeout = timeout
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.listen_host, self.listen_port, self.advertise_host = listen_host, listen_port, advertise_host
+        self.tls = client_tls_context(ca_file) if tls or ca_file else None
+        self.listen_tls = (listen_tls_cert, listen_tls_key)
         self.conn: ServerConnection | None = None
         self.listener: PushListener | None = None
         self.cache = HistoryCache(None)
@@ -62,7 +67,7 @@ class Peer:
     def connect(self) -> "Peer":
         """Open the server connection (hello included)."""
         if self.conn is None or self.conn.closed:
-            self.conn = ServerConnection(*self.server, timeout=self.timeout,
+            self.conn = ServerConnection(*self.server, timeout=self.timeout, tls=self.tls,
                                          on_push=self._on_push, on_close=self._on_connection_lost).connect()
         return self
 
@@ -179,7 +184,7 @@ class Peer:
     def _start_listener(self) -> None:
         if self.listener is None:
             self.listener = PushListener(self._on_push, lambda: self.push_secret,
-                                         self.listen_host, self.listen_port)
+                                         self.listen_host, self.listen_port, *self.listen_tls)
             self.listener.start()
 
     def _open_cache(self, user_id: str) -> None:
@@ -251,6 +256,8 @@ class Peer:
             assert self.listener is not None
             host, port = self.listener.address
             fields.update(listen_host=self.advertise_host or host, listen_port=port)
+            if self.listener.tls_fingerprint is not None:
+                fields["listen_tls_fingerprint"] = self.listener.tls_fingerprint
         self._closing = False
         reply = self.request("login", **fields)
         self.user_id, self.token, self.push_secret = user_id, reply["token"], reply["push_secret"]

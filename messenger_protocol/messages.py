@@ -153,7 +153,8 @@ CACHED_ROOM = Field("rooms", list, required=False, default=(), max_len=10_000,
                     items=Field("rooms", dict))
 PASSWORD = Field("password", str, min_len=PASSWORD_MIN, max_len=PASSWORD_MAX)
 LISTEN = (Field("listen_host", str, required=False, max_len=40),
-          Field("listen_port", int, required=False, minimum=1, maximum=65535))
+          Field("listen_port", int, required=False, minimum=1, maximum=65535),
+          Field("listen_tls_fingerprint", bytes, required=False, min_len=32, max_len=32))
 
 # op -> fields. Requests may carry more fields than listed; those are ignored.
 OPS: dict[str, tuple[Field, ...]] = {

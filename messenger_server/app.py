@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import uuid
 from typing import Any
@@ -81,7 +82,12 @@ class Server:
         self.history = History(self.pool, self.archive)
         self.messages.start()
         self.dispatcher = Dispatcher(self._handlers())
-        self.listener = StreamServer((config.host, config.port), self._handle_connection)
+        tls = {}
+        if config.tls_cert:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(config.tls_cert, config.tls_key)
+            tls = {"ssl_context": context}
+        self.listener = StreamServer((config.host, config.port), self._handle_connection, **tls)
         self.listener.start()
         self._heartbeat = gevent.spawn(self._heartbeat_loop)
         host, port = self.listener.address[:2]

@@ -44,6 +44,8 @@ class Config:
     sends_per_address: float = 5_000.0
     logins_per_user: float = 5.0
     logins_per_address: float = 100.0
+    tls_cert: str | None = None           # PEM certificate chain; with tls_key, clients must use TLS
+    tls_key: str | None = None
     log_level: str = "WARNING"
 
     @property
@@ -78,6 +80,8 @@ _HELP = {
     "sends_per_address": "messages per second from one IP address; 0 turns it off",
     "logins_per_user": "login attempts per second for one user id; 0 turns it off",
     "logins_per_address": "login and register attempts per second from one IP address; 0 turns it off",
+    "tls_cert": "PEM certificate (chain) to serve TLS with; needs --tls-key",
+    "tls_key": "PEM private key of --tls-cert",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 
@@ -98,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         if f.name == "port":
             kind = int
         shown = "<data-dir>/archive" if f.name == "archive_dir" else f.default
+        if f.name in ("tls_cert", "tls_key", "database_url"):
+            kind = str
         parser.add_argument(flag, dest=f.name, type=kind, default=None,
                             help=f"{_HELP[f.name]} [{_env_name(f.name)}] (default: {shown})")
     return parser
@@ -130,6 +136,8 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         parser.error(f"unknown time zone {config.timezone!r}; use an IANA name like UTC or Asia/Seoul")
     if not 0 <= config.port <= 65535:
         parser.error("--port must be between 0 and 65535")
+    if bool(config.tls_cert) != bool(config.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
     if config.pool_size < 1:
         parser.error("--pool-size must be at least 1")
     return config

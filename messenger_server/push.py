@@ -14,7 +14,10 @@ here) its connection is closed; the peer catches up with ``init`` when it logs i
 from __future__ import annotations
 
 import collections
+import hashlib
+import hmac
 import logging
+import ssl
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import gevent
@@ -75,6 +78,8 @@ class PeerLink:
             sock = socket.create_connection((t.listen_ip, t.listen_port), timeout=CONNECT_TIMEOUT)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(HANDSHAKE_TIMEOUT)
+            if t.tls_fingerprint is not None:
+                sock = _pinned_tls(sock, t.tls_fingerprint)
             decoder = FrameDecoder(64 * 1024)
             challenge = _read_frame(sock, decoder)
             nonce = challenge.get("nonce") if challenge else None
@@ -85,7 +90,7 @@ class PeerLink:
             if not ok or ok.get("ok") is not True:
                 raise ConnectionError("the listener refused our answer")
             sock.settimeout(None)
-        except (OSError, ProtocolError, ConnectionError) as exc:
+        except (OSError, ProtocolError, ConnectionError, ssl.SSLError) as exc:
             log.info("listener of %s at %s:%s unreachable: %s", t.user_id, t.listen_ip, t.listen_port, exc)
             return False
         self.sock = sock
@@ -146,6 +151,20 @@ class PeerLink:
         self._close_socket()
         if self.greenlet is not gevent.getcurrent():
             self.greenlet.kill(block=False)
+
+
+def _pinned_tls(sock: socket.socket, fingerprint: bytes) -> socket.socket:
+    """TLS to a listener whose certificate the peer pinned at login (over its own session):
+    no CA is involved, the SHA-256 of the certificate must match."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE   # verified below, by the pinned fingerprint
+    tls = context.wrap_socket(sock)
+    der = tls.getpeercert(binary_form=True) or b""
+    if not hmac.compare_digest(hashlib.sha256(der).digest(), fingerprint):
+        tls.close()
+        raise ConnectionError("the listener's TLS certificate does not match the one pinned at login")
+    return tls
 
 
 def _read_frame(sock: socket.socket, decoder: FrameDecoder) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
+import gevent
 import psycopg2
 
 T = TypeVar("T")
@@ -30,7 +31,10 @@ def admin_connection(url: str) -> Iterator[psycopg2.extensions.cursor]:
 
 def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "condition",
              interval: float = 0.01) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    Waits with gevent.sleep: peers and listeners of the test run on this thread's hub, and a
+    blocking sleep would freeze them."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -38,7 +42,7 @@ def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "con
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+        gevent.sleep(interval)
 
 
 class ServerProcess:

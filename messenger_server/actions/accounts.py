@@ -47,8 +47,8 @@ class Accounts:
         log.info("registered %s", user_id)
         return {"user_id": user_id, "name": name or user_id}
 
-    def do_login(self, caller: Caller, user_id: str, password: str,
-                 listen_host: str | None, listen_port: int | None) -> Reply:
+    def do_login(self, caller: Caller, user_id: str, password: str, listen_host: str | None,
+                 listen_port: int | None, listen_tls_fingerprint: bytes | None) -> Reply:
         """Check the password and open a session; return its token and push secret."""
         self.limits.logins_per_address.check(caller.peer_ip)
         self.limits.logins_per_user.check(user_id)
@@ -69,7 +69,7 @@ class Accounts:
             if caller.token_hash is not None:  # a second login on one connection replaces the first
                 users.close_session(cur, caller.token_hash)
             users.open_session(cur, token_hash(token), user_id, listen_ip, listen_port,
-                               push_secret, self.server_id)
+                               push_secret, self.server_id, listen_tls_fingerprint)
             user = users.get_user(cur, user_id)
         assert user is not None
         caller.bind(user_id, token_hash(token), push_secret)

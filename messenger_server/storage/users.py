@@ -49,12 +49,13 @@ def update_profile(cur: Cursor, user_id: str, name: str | None, image_path: str 
 
 
 def open_session(cur: Cursor, token_hash: bytes, user_id: str, listen_ip: str | None,
-                 listen_port: int | None, push_secret: bytes, server_id: str) -> None:
+                 listen_port: int | None, push_secret: bytes, server_id: str,
+                 listen_tls_fp: bytes | None = None) -> None:
     """Record a login and point USER_TB's LOGIN_IP/LOGIN_PORT at its listener."""
     cur.execute("""INSERT INTO USER_SESSION_TB
-                       (TOKEN_HASH, USER_ID, LISTEN_IP, LISTEN_PORT, PUSH_SECRET, SERVER_ID)
-                   VALUES (%s, %s, %s, %s, %s, %s)""",
-                (token_hash, user_id, listen_ip, listen_port, push_secret, server_id))
+                       (TOKEN_HASH, USER_ID, LISTEN_IP, LISTEN_PORT, PUSH_SECRET, SERVER_ID, LISTEN_TLS_FP)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                (token_hash, user_id, listen_ip, listen_port, push_secret, server_id, listen_tls_fp))
     _refresh_login_address(cur, user_id)
 
 
