@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict[str, Any]], None]
 RECONNECT_DELAYS = (0.2, 0.5, 1, 2, 5)
+UNKNOWN_ROOM_WAIT = 2.0
+GAP_RETRIES = 20
 
 
 class Peer:
@@ -59,6 +62,7 @@ class Peer:
         self._event_handlers: list[EventHandler] = []
         self._held: list[dict[str, Any]] | None = None      # pushes held while init runs
         self._pending: dict[RoomKey, dict[int, dict[str, Any]]] = defaultdict(dict)
+        self._baseline: dict[RoomKey, int] = {}     # last seq of rooms with nothing cached
         self._filling: dict[RoomKey, gevent.Greenlet] = {}
         self._reconnector: gevent.Greenlet | None = None
         self._closing = False
@@ -118,8 +122,16 @@ class Peer:
         event = {k: v for k, v in frame.items() if k != "op"}
         if event.get("event") == "message":
             self._on_message(event)
-        else:
-            self._emit(event)
+            return
+        if event.get("event") == "invited" and isinstance(event.get("last_seq"), int):
+            room = RoomKey(event["session_id"], event["creator_id"])
+            self._baseline.setdefault(room, event["last_seq"])
+        self._emit(event)
+
+    def _expected(self, room: RoomKey) -> int | None:
+        """The seq this peer has delivered up to in ``room``: its cache, else what init or
+        the invitation said the room held; None for a room it knows nothing about yet."""
+        return self.cache.last_seq(room) or self._baseline.get(room)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         try:
@@ -128,15 +140,12 @@ class Peer:
         except (KeyError, TypeError):
             log.warning("ignoring a malformed message push")
             return
-        last = self.cache.last_seq(room)
-        if seq <= last and last:
+        last = self._expected(room)
+        if last is not None and seq <= last:
             self.duplicates += 1
             return
-        # An empty cache (a room joined after init) starts at whatever arrives; older
-        # history is paged on demand rather than fetched from seq 1 here.
-        if seq == last + 1 or (last == 0 and room not in self._pending):
+        if last is not None and seq == last + 1 and room not in self._pending:
             self._deliver(room, [message])
-            self._drain(room)
             return
         self._pending[room][seq] = message
         if room not in self._filling:
@@ -148,9 +157,10 @@ class Peer:
             self._emit({"event": "message", **message})
 
     def _drain(self, room: RoomKey) -> None:
+        """Deliver held messages that now follow on; drop held ones already delivered."""
         pending = self._pending.get(room)
         while pending:
-            nxt = self.cache.last_seq(room) + 1
+            nxt = (self._expected(room) or 0) + 1
             for seq in [s for s in pending if s < nxt]:
                 del pending[seq]
                 self.duplicates += 1
@@ -163,18 +173,32 @@ class Peer:
     def _fill_gap(self, room: RoomKey) -> None:
         """Fetch what is missing before the held messages, then deliver them all in order."""
         try:
+            # A message of a room we know nothing of may overtake its invitation (another
+            # server process pushed it): give the invitation a moment to say where to start.
+            deadline = time.monotonic() + UNKNOWN_ROOM_WAIT
+            while self._expected(room) is None and time.monotonic() < deadline:
+                gevent.sleep(0.02)
+            if self._expected(room) is None and self._pending.get(room):
+                self._baseline[room] = min(self._pending[room]) - 1
+            idle_rounds = 0
             while self._pending.get(room):
-                last = self.cache.last_seq(room)
+                last = self._expected(room) or 0
                 if min(self._pending[room]) == last + 1:
                     self._drain(room)
                     continue
                 reply = self.request("fetch", **room.to_wire(), after_seq=last)
-                fetched = [{**room.to_wire(), **m} for m in reply["messages"] if m["seq"] > self.cache.last_seq(room)]
-                if fetched and fetched[0]["seq"] == self.cache.last_seq(room) + 1:
+                fetched = [{**room.to_wire(), **m} for m in reply["messages"] if m["seq"] > last]
+                if fetched and fetched[0]["seq"] == last + 1:
                     self._deliver(room, fetched)
+                    idle_rounds = 0
+                else:
+                    # Nothing new committed yet (should not happen: a push follows its commit).
+                    idle_rounds += 1
+                    if idle_rounds > GAP_RETRIES:
+                        log.warning("gap in %s after seq %d could not be filled", room.folder, last)
+                        break
+                    gevent.sleep(0.05 * idle_rounds)
                 self._drain(room)
-                if not reply["more"] and self._pending.get(room) and not fetched:
-                    break   # the server has nothing more yet; the held messages wait for a push
         except ProtocolError as exc:
             log.warning("could not fill a gap in %s: %s", room.folder, exc.message)
         finally:
@@ -210,6 +234,7 @@ class Peer:
                 if records and (entry["gap"] or records[0]["seq"] != known + 1):
                     self.cache.reset(room)     # the copy cannot be continued: start afresh
                 self._deliver(room, records)
+                self._baseline[room] = max(entry["last_seq"], self.cache.last_seq(room))
         finally:
             held, self._held = self._held, None
         for frame in held:
@@ -295,7 +320,9 @@ class Peer:
         fields: dict[str, Any] = {"name": name, "invite": list(invite)}
         if image is not None:
             fields["image"] = image
-        return self.request("create_room", **fields)
+        reply = self.request("create_room", **fields)
+        self._baseline.setdefault(RoomKey(reply["session_id"], reply["creator_id"]), 0)
+        return reply
 
     def rename_room(self, room: RoomKey, name: str) -> dict[str, Any]:
         return self.request("rename_room", **room.to_wire(), name=name)

@@ -34,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(config.log_level)
     raise_fd_limit()
     patch_psycopg()
+    if config.workers > 1:
+        from .workers import run_workers
+        return run_workers(config)
     server = Server(config)
     server.install_signal_handlers()
     try:

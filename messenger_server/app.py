@@ -27,6 +27,7 @@ from .dispatch import Dispatcher
 from .limits import Limits
 from .push import PushHub
 from .recovery import repair_archive
+from .relay import PushRelay
 from .storage import migrate, users
 from .storage.archive import Archive
 from .storage.embedded import EmbeddedPostgres
@@ -56,7 +57,9 @@ class Server:
         self._heartbeat: gevent.Greenlet | None = None
 
     # -- start ---------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, listen_socket: socket.socket | None = None, announce: bool = True) -> None:
+        """Set everything up and start accepting. A worker process gets the listening
+        ``listen_socket`` from its parent (which announces the address itself)."""
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         config.archive_root.mkdir(parents=True, exist_ok=True)
@@ -76,22 +79,25 @@ class Server:
             log.warning("repaired %d room archives after an unclean stop", repaired)
         self.limits = Limits(config)
         self.accounts = Accounts(config, self.pool, self.server_id, self.limits)
-        self.push = PushHub(self.pool, self.by_token.get, self.accounts.close_session)
+        self.relay = PushRelay(dsn, self.pool, self.server_id, self._relayed)
+        self.push = PushHub(self.pool, self.by_token.get, self.accounts.close_session, self.server_id, self.relay)
         self.rooms = Rooms(config, self.pool, self.archive, self.push.room_event)
         self.messages = Messages(config, self.pool, self.archive, self.limits, self.push.messages_committed)
         self.history = History(self.pool, self.archive)
         self.messages.start()
+        self.relay.start()
         self.dispatcher = Dispatcher(self._handlers())
         tls = {}
         if config.tls_cert:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(config.tls_cert, config.tls_key)
             tls = {"ssl_context": context}
-        self.listener = StreamServer((config.host, config.port), self._handle_connection, **tls)
+        self.listener = StreamServer(listen_socket or (config.host, config.port), self._handle_connection, **tls)
         self.listener.start()
         self._heartbeat = gevent.spawn(self._heartbeat_loop)
         host, port = self.listener.address[:2]
-        print(f"listening on {host}:{port}", flush=True)
+        if announce:
+            print(f"listening on {host}:{port}", flush=True)
         log.info("server %s ready", self.server_id)
 
     @property
@@ -138,6 +144,15 @@ class Server:
             if not self.per_address[session.peer_ip]:
                 del self.per_address[session.peer_ip]
 
+    def _relayed(self, token_hash: bytes, frames: bytes) -> None:
+        """Pushes another process relayed for a session held here."""
+        session = self.by_token.get(token_hash)
+        if session is not None:
+            try:
+                session.send_bytes(frames)
+            except OSError:
+                pass   # the connection is closing; the peer catches up at its next login
+
     def _over_connection_limits(self, ip: str) -> str | None:
         if len(self.sessions) >= self.config.max_connections:
             return "the server is full; try again later"
@@ -174,7 +189,8 @@ class Server:
             try:
                 assert self.pool is not None
                 with self.pool.transaction("server.heartbeat") as cur:
-                    users.heartbeat(cur, self.server_id)
+                    # also closes the sessions of processes that stopped heartbeating
+                    users.register_server(cur, self.server_id, STALE_SERVER_SECONDS)
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
 
@@ -212,6 +228,7 @@ class Server:
         if getattr(self, "messages", None) is not None:
             self.messages.stop()
             self.push.stop()
+            self.relay.stop()
         if self.pool is not None:
             try:
                 with self.pool.transaction("server.unregister") as cur:

@@ -46,6 +46,7 @@ class Config:
     logins_per_address: float = 100.0
     tls_cert: str | None = None           # PEM certificate chain; with tls_key, clients must use TLS
     tls_key: str | None = None
+    workers: int = 1
     log_level: str = "WARNING"
 
     @property
@@ -82,6 +83,7 @@ _HELP = {
     "logins_per_address": "login and register attempts per second from one IP address; 0 turns it off",
     "tls_cert": "PEM certificate (chain) to serve TLS with; needs --tls-key",
     "tls_key": "PEM private key of --tls-cert",
+    "workers": "server processes sharing the port, the database and the archive",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 
@@ -138,6 +140,8 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         parser.error("--port must be between 0 and 65535")
     if bool(config.tls_cert) != bool(config.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if config.workers < 1:
+        parser.error("--workers must be at least 1")
     if config.pool_size < 1:
         parser.error("--pool-size must be at least 1")
     return config

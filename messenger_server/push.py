@@ -6,8 +6,9 @@ peer only ever delays itself. Every push is encoded once and the same bytes are 
 every recipient. Pushes go out in the order the events committed, so one peer sees a room's
 messages in seq order.
 
-When a listener cannot be reached but the peer's own session connection is open on this
-process, the push goes over that connection instead (the NAT fallback). When neither works,
+When a listener cannot be reached but the peer's own session connection is open, the push
+goes over that connection instead (the NAT fallback): directly when this process holds it,
+through PostgreSQL (relay.py) when another process does. When neither works,
 or a peer's queue overflows, the link is dropped, the session is marked offline and (if held
 here) its connection is closed; the peer catches up with ``init`` when it logs in again.
 """
@@ -35,6 +36,7 @@ from .storage.pool import Pool
 
 if TYPE_CHECKING:
     from .actions.messages import StoredMessage
+    from .relay import PushRelay
     from .connection import ClientSession
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class PeerLink:
         self.wake = gevent.event.Event()
         self.sock: socket.socket | None = None
         self.via_session = False
+        self.via_relay = False
         self.closed = False
         self.greenlet = gevent.spawn(self._run)
 
@@ -63,7 +66,7 @@ class PeerLink:
         if self.closed:
             return
         if len(self.queue) >= MAX_QUEUED_FRAMES or self.queued_bytes + len(frame) > MAX_QUEUED_BYTES:
-            self.hub.drop(self, "its push queue overflowed (the peer is not reading)")
+            self.hub.drop(self, "its push queue overflowed (the peer is not reading)", logging.WARNING)
             return
         self.queue.append(frame)
         self.queued_bytes += len(frame)
@@ -98,12 +101,9 @@ class PeerLink:
 
     def _run(self) -> None:
         try:
-            if not self._connect():
-                if self.hub.session_of(self.target.token_hash) is None:
-                    self.hub.drop(self, "its listener cannot be reached")
-                    return
-                self.via_session = True
-                log.info("pushing to %s over its session connection (listener unreachable)", self.target.user_id)
+            if not self._connect() and not self._fall_back():
+                self.hub.drop(self, "its listener cannot be reached")
+                return
             while not self.closed:
                 self.wake.wait()
                 self.wake.clear()
@@ -115,8 +115,21 @@ class PeerLink:
         except gevent.GreenletExit:
             pass
 
+    def _fall_back(self) -> bool:
+        """Switch to the session connection (here, or in another process through the
+        database); False when there is none to switch to."""
+        if self.hub.session_of(self.target.token_hash) is not None:
+            self.via_session = True
+        elif self.hub.relay is not None and self.target.server_id and self.target.server_id != self.hub.server_id:
+            self.via_relay = True
+        else:
+            return False
+        log.info("pushing to %s over its session connection%s (listener unreachable)", self.target.user_id,
+                 " in another process" if self.via_relay else "")
+        return True
+
     def _write(self, data: bytes) -> None:
-        if not self.via_session:
+        if not self.via_session and not self.via_relay:
             assert self.sock is not None
             try:
                 self.sock.sendall(data)
@@ -124,10 +137,15 @@ class PeerLink:
             except OSError as exc:
                 log.info("push to %s's listener failed: %s", self.target.user_id, exc)
                 self._close_socket()
-                if self.hub.session_of(self.target.token_hash) is None:
+                if not self._fall_back():
                     self.hub.drop(self, "its listener went away")
                     return
-                self.via_session = True
+        if self.via_relay:
+            try:
+                self.hub.relay.send(self.target.server_id, self.target.token_hash, data)
+            except ProtocolError:
+                self.hub.drop(self, "the database is unavailable for relaying")
+            return
         session = self.hub.session_of(self.target.token_hash)
         if session is None:
             self.hub.drop(self, "its session ended")
@@ -180,8 +198,11 @@ class PushHub:
     """Fan-out of committed events, in commit order, through one worker greenlet."""
 
     def __init__(self, pool: Pool, sessions: Callable[[bytes], "ClientSession | None"],
-                 mark_offline: Callable[[bytes], None]) -> None:
+                 mark_offline: Callable[[bytes], None], server_id: str = "",
+                 relay: "PushRelay | None" = None) -> None:
         self.pool = pool
+        self.server_id = server_id
+        self.relay = relay
         self.session_of = sessions
         self.mark_offline = mark_offline
         self.links: dict[bytes, PeerLink] = {}
@@ -249,12 +270,13 @@ class PushHub:
             link.push(frame)
             self.delivered += 1
 
-    def drop(self, link: PeerLink, why: str) -> None:
-        """Give up on a peer: forget the link, mark the session offline, close its connection."""
+    def drop(self, link: PeerLink, why: str, level: int = logging.INFO) -> None:
+        """Give up on a peer: forget the link, mark the session offline, close its connection.
+        Peers that vanish are ordinary (INFO); one that stops reading is worth a WARNING."""
         if self.links.get(link.target.token_hash) is link:
             del self.links[link.target.token_hash]
         link.close()
-        log.warning("dropping peer %s: %s; it catches up at its next login", link.target.user_id, why)
+        log.log(level, "dropping peer %s: %s; it catches up at its next login", link.target.user_id, why)
         session = self.session_of(link.target.token_hash)
         if session is not None:
             session.shutdown_reading()      # the client sees the close and reconnects

@@ -100,7 +100,7 @@ class Rooms:
             self.archive.write_info(self.archive.room_dir(*key), name)
             if image is not None:
                 self.archive.write_image(self.archive.room_dir(*key), image)
-        room_info = {**key.to_wire(), "name": name, "members": [me, *invitees]}
+        room_info = {**key.to_wire(), "name": name, "members": [me, *invitees], "last_seq": 0}
         for user_id in invitees:
             self.events("invited", key, {**room_info, "user_id": user_id, "by": me}, [user_id])
         log.info("%s created room %s with %d members", me, key.folder, 1 + len(invitees))
@@ -145,7 +145,7 @@ class Rooms:
             self._check_sizes(cur, key, sorted(set(user_ids) - set(room_db.member_ids(cur, key))))
             added = room_db.add_members(cur, key, user_ids)
             members = room_db.member_ids(cur, key)
-        room_info = {**key.to_wire(), "name": room.name, "members": members}
+        room_info = {**key.to_wire(), "name": room.name, "members": members, "last_seq": room.last_seq}
         for user_id in added:
             self.events("invited", key, {**room_info, "user_id": user_id, "by": me}, [user_id])
         if added:

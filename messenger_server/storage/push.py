@@ -17,11 +17,12 @@ class Target:
     listen_port: int | None
     push_secret: bytes
     tls_fingerprint: bytes | None = None   # the listener speaks TLS with this certificate
+    server_id: str = ""                    # the process holding the session's connection
 
 
 def user_targets(cur: Cursor, user_ids: Iterable[str]) -> list[Target]:
     """Every online session of these users."""
-    cur.execute("""SELECT TOKEN_HASH, USER_ID, LISTEN_IP, LISTEN_PORT, PUSH_SECRET, LISTEN_TLS_FP
+    cur.execute("""SELECT TOKEN_HASH, USER_ID, LISTEN_IP, LISTEN_PORT, PUSH_SECRET, LISTEN_TLS_FP, SERVER_ID
                    FROM USER_SESSION_TB WHERE ONLINE AND USER_ID = ANY(%s)""", (list(user_ids),))
-    return [Target(bytes(t), u, ip, port, bytes(s), bytes(fp) if fp is not None else None)
-            for t, u, ip, port, s, fp in cur.fetchall()]
+    return [Target(bytes(t), u, ip, port, bytes(s), bytes(fp) if fp is not None else None, sid)
+            for t, u, ip, port, s, fp, sid in cur.fetchall()]

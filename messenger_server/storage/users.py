@@ -103,14 +103,11 @@ def register_server(cur: Cursor, server_id: str, stale_after: float) -> list[str
     users: set[str] = set()
     for sid in set(dead):
         users.update(close_server_sessions(cur, sid))
+        cur.execute("DELETE FROM PUSH_RELAY_TB WHERE SERVER_ID = %s", (sid,))
     return sorted(users)
-
-
-def heartbeat(cur: Cursor, server_id: str) -> None:
-    cur.execute("""INSERT INTO SERVER_TB (SERVER_ID) VALUES (%s)
-                   ON CONFLICT (SERVER_ID) DO UPDATE SET HEARTBEAT = now()""", (server_id,))
 
 
 def unregister_server(cur: Cursor, server_id: str) -> None:
     close_server_sessions(cur, server_id)
     cur.execute("DELETE FROM SERVER_TB WHERE SERVER_ID = %s", (server_id,))
+    cur.execute("DELETE FROM PUSH_RELAY_TB WHERE SERVER_ID = %s", (server_id,))

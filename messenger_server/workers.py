@@ -1,0 +1,138 @@
+"""``--workers N``: N server processes sharing one port, one database and one archive.
+
+The parent starts the embedded PostgreSQL when no URL is given, applies the migrations, binds
+the listening socket, and forks the workers, which all accept from that socket (the kernel
+hands each connection to one of them). Everything they share goes through PostgreSQL: seq
+numbers by row locks, room ids by upserts, pushes to sessions held by a sibling through the
+relay table. The parent only supervises: it restarts a worker that dies, forwards SIGTERM /
+SIGINT, and stops PostgreSQL after the last worker has exited.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+import gevent
+import gevent.event
+import gevent.socket
+
+from .app import Server
+from .config import Config
+from .storage import migrate
+from .storage.embedded import EmbeddedPostgres
+
+log = logging.getLogger(__name__)
+
+RESTART_BACKOFF = 1.0
+
+
+def _worker(config: Config, listener: socket.socket, ready_fd: int) -> int:
+    """Body of one forked worker; returns its exit status."""
+    server = Server(config)
+    server.install_signal_handlers()
+    try:
+        server.start(listen_socket=listener, announce=False)
+    except Exception as exc:
+        print(f"messenger-server worker {os.getpid()}: could not start: {exc}", file=sys.stderr)
+        return 1
+    os.write(ready_fd, b"r")
+    os.close(ready_fd)
+    server.serve_forever()
+    return 0
+
+
+def run_workers(config: Config) -> int:
+    """Supervise ``config.workers`` worker processes until SIGINT/SIGTERM."""
+    embedded = None
+    if not config.database_url:
+        embedded = EmbeddedPostgres(config.data_dir / "pg")
+        config = dataclasses.replace(config, database_url=embedded.start())
+    try:
+        migrate.migrate(config.database_url)
+        listener = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((config.host, config.port))
+        listener.listen(1024)
+        listener.setblocking(False)
+    except Exception as exc:
+        print(f"messenger-server: could not start: {exc}", file=sys.stderr)
+        if embedded is not None:
+            embedded.stop()
+        return 1
+    host, port = listener.getsockname()[:2]
+    stopping = gevent.event.Event()
+    children: dict[int, float] = {}
+    handlers: list = []
+
+    def spawn() -> int:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:                              # the worker
+            for handler in handlers:              # the parent's signal handling is not ours
+                handler.cancel()
+            os.close(read_fd)
+            code = 1
+            try:
+                code = _worker(config, listener, write_fd)
+            finally:
+                os._exit(code)                    # never run the parent's atexit handlers
+        os.close(write_fd)
+        children[pid] = time.monotonic()
+        return read_fd
+
+    ready = [spawn() for _ in range(config.workers)]
+    for fd in ready:
+        gevent.socket.wait_read(fd, timeout=120)
+        started = os.read(fd, 1) == b"r"
+        os.close(fd)
+        if not started:
+            log.error("a worker failed to start")
+    print(f"listening on {host}:{port}", flush=True)
+    print(f"{config.workers} workers: {' '.join(map(str, sorted(children)))}", file=sys.stderr, flush=True)
+
+    def stop(*_: object) -> None:
+        stopping.set()
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    handlers.extend(gevent.signal_handler(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM))
+
+    status = 0
+    while children:
+        try:
+            pid, code = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        started = children.pop(pid, None)
+        if started is None:
+            continue
+        if stopping.is_set():
+            if os.WIFEXITED(code) and os.WEXITSTATUS(code) != 0:
+                status = 1
+            continue
+        log.error("worker %d died (%s); starting another", pid, _describe(code))
+        print(f"messenger-server: worker {pid} died ({_describe(code)}); starting another",
+              file=sys.stderr, flush=True)
+        if time.monotonic() - started < RESTART_BACKOFF:
+            gevent.sleep(RESTART_BACKOFF)
+        fd = spawn()
+        gevent.socket.wait_read(fd, timeout=120)
+        os.read(fd, 1)
+        os.close(fd)
+    listener.close()
+    if embedded is not None:
+        embedded.stop()
+    return status
+
+
+def _describe(code: int) -> str:
+    if os.WIFSIGNALED(code):
+        return f"signal {os.WTERMSIG(code)}"
+    return f"exit {os.WEXITSTATUS(code)}"
