@@ -8,11 +8,12 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 9100
 DATA_DIR ?= var
+WORKERS ?= 1
 SERVER_ARGS ?=
 PYTEST_ARGS ?=
 
 help:
-	@echo "make run-server   set up .venv and run the server on $(HOST):$(PORT), data in ./$(DATA_DIR)/"
+	@echo "make run-server   set up .venv and run the server on $(HOST):$(PORT), data in ./$(DATA_DIR)/ (WORKERS=N for N processes)"
 	@echo "make test         set up .venv with test tools and run the whole test suite"
 	@echo "make clean        remove .venv and caches (keeps ./$(DATA_DIR)/)"
 
@@ -39,7 +40,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 venv: $(VENV)/.installed
 
 run-server: $(VENV)/.installed
-	$(BIN)/messenger-server --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) $(SERVER_ARGS)
+	$(BIN)/messenger-server --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --workers $(WORKERS) $(SERVER_ARGS)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
