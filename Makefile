@@ -1,6 +1,6 @@
 # The two commands a newcomer needs: `make run-server` and `make test`. Each sets up
 # .venv (created when missing, reinstalled when setup.py changes) before it runs.
-.PHONY: help venv run-server test clean
+.PHONY: help venv run-server test soak clean
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -15,6 +15,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run-server   set up .venv and run the server on $(HOST):$(PORT), data in ./$(DATA_DIR)/ (WORKERS=N for N processes)"
 	@echo "make test         set up .venv with test tools and run the whole test suite"
+	@echo "make soak         a 10-minute soak with 200 peers and a full consistency check"
 	@echo "make clean        remove .venv and caches (keeps ./$(DATA_DIR)/)"
 
 # A Debian python without the venv module gets it from apt when we are root.
@@ -44,6 +45,11 @@ run-server: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A bounded soak (10 minutes, 200 peers by default); figures go to docs/reliability.md.
+SOAK_ARGS ?= --duration 600 --peers 200
+soak: $(VENV)/.installed-test
+	$(BIN)/python -m tests.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -229,6 +229,7 @@ class Server:
             self.messages.stop()
             self.push.stop()
             self.relay.stop()
+            self.accounts.passwords.close()
         if self.pool is not None:
             try:
                 with self.pool.transaction("server.unregister") as cur:

@@ -1,7 +1,10 @@
 """Password hashing: salted scrypt, verified in constant time, computed off the event loop.
 
-A hash costs tens of milliseconds of CPU on purpose; running it in gevent's thread pool
-(hashlib.scrypt releases the GIL) keeps one login from freezing every other connection.
+A hash costs tens of milliseconds of CPU on purpose; running it in threads (hashlib.scrypt
+releases the GIL) keeps one login from freezing every other connection. The threads are a pool
+of their own, as many as cores: each hash needs 16 MiB, and a thread keeps its malloc arena,
+so a small fixed pool keeps that memory fixed too (and a login storm cannot take more CPU
+than the machine has).
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import hashlib
 import hmac
 import os
 
-import gevent
+from gevent.threadpool import ThreadPool
 
 # 16 MiB of memory and ~50 ms per hash on a current core: OWASP's scrypt baseline.
 SCRYPT_N = 2**14
@@ -26,33 +29,40 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
                           dklen=_KEY_BYTES, maxmem=_MAXMEM)
 
 
-def _run_off_loop(func, *args):
-    return gevent.get_hub().threadpool.apply(func, args)
+class PasswordHasher:
+    """Hashes and verifies passwords in a thread pool of its own."""
 
+    def __init__(self, threads: int | None = None) -> None:
+        self.pool = ThreadPool(threads or os.cpu_count() or 2)
 
-def hash_password(password: str) -> str:
-    """A storable ``scrypt$n$r$p$salt$key`` string for ``password``."""
-    salt = os.urandom(_SALT_BYTES)
-    key = _run_off_loop(_scrypt, password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    b64 = lambda b: base64.b64encode(b).decode("ascii")  # noqa: E731
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt)}${b64(key)}"
+    def _run(self, *args):
+        return self.pool.apply(_scrypt, args)
 
+    def hash(self, password: str) -> str:
+        """A storable ``scrypt$n$r$p$salt$key`` string for ``password``."""
+        salt = os.urandom(_SALT_BYTES)
+        key = self._run(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+        b64 = lambda b: base64.b64encode(b).decode("ascii")  # noqa: E731
+        return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt)}${b64(key)}"
 
-def verify_password(password: str, stored: str | None) -> bool:
-    """True when ``password`` matches ``stored``; with ``stored`` None, burns the same time.
+    def verify(self, password: str, stored: str | None) -> bool:
+        """True when ``password`` matches ``stored``; with ``stored`` None, burns the same time.
 
-    Doing the work for unknown users too means the response time does not reveal whether
-    an id exists.
-    """
-    if stored is None:
-        _run_off_loop(_scrypt, password, b"\0" * _SALT_BYTES, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-        return False
-    try:
-        scheme, n, r, p, salt, key = stored.split("$")
-        if scheme != "scrypt":
+        Doing the work for unknown users too means the response time does not reveal whether
+        an id exists.
+        """
+        if stored is None:
+            self._run(password, b"\0" * _SALT_BYTES, SCRYPT_N, SCRYPT_R, SCRYPT_P)
             return False
-        expected = base64.b64decode(key)
-        actual = _run_off_loop(_scrypt, password, base64.b64decode(salt), int(n), int(r), int(p))
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(expected, actual)
+        try:
+            scheme, n, r, p, salt, key = stored.split("$")
+            if scheme != "scrypt":
+                return False
+            expected = base64.b64decode(key)
+            actual = self._run(password, base64.b64decode(salt), int(n), int(r), int(p))
+        except (ValueError, TypeError):
+            return False
+        return hmac.compare_digest(expected, actual)
+
+    def close(self) -> None:
+        self.pool.kill()

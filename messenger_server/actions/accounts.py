@@ -32,6 +32,7 @@ class Accounts:
 
     def __init__(self, config: Config, pool: Pool, server_id: str, limits: Limits) -> None:
         self.config = config
+        self.passwords = passwords.PasswordHasher()
         self.limits = limits
         self.pool = pool
         self.server_id = server_id
@@ -39,7 +40,7 @@ class Accounts:
 
     def do_register(self, caller: Caller, user_id: str, password: str, name: str | None) -> Reply:
         self.limits.logins_per_address.check(caller.peer_ip)
-        pw_hash = passwords.hash_password(password)
+        pw_hash = self.passwords.hash(password)
         with self.pool.transaction("register") as cur:
             created = users.create_user(cur, user_id, name or user_id, pw_hash)
         if not created:
@@ -57,7 +58,7 @@ class Accounts:
             gevent.sleep(delay)   # guessing gets slower with every failure
         with self.pool.transaction("login.lookup") as cur:
             stored = users.password_hash(cur, user_id)
-        if not passwords.verify_password(password, stored):
+        if not self.passwords.verify(password, stored):
             self.limits.failed_logins.failed(user_id)
             # Same words whether the id exists or not.
             raise ProtocolError(ErrorCode.UNAUTHORIZED, "wrong user id or password")
