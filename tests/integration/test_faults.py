@@ -3,10 +3,8 @@ disk, and thousands of idle connections."""
 from __future__ import annotations
 
 import base64
-import shutil
 import socket
 import subprocess
-import tempfile
 from pathlib import Path
 
 import gevent
@@ -34,11 +32,6 @@ def check_archive(root: Path, key: RoomKey, acked: dict[int, str]) -> list[dict]
     return records
 
 
-@pytest.fixture
-def private_dir():
-    folder = Path(tempfile.mkdtemp(prefix="messenger-faults-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_database_restart_under_load(private_dir):

@@ -10,7 +10,6 @@ import sys
 import time
 
 import gevent
-import pytest
 from gevent import socket as gsocket
 
 from messenger_protocol import FrameDecoder, encode
@@ -126,7 +125,6 @@ def test_forged_pushes_never_reach_the_application(server):
         sock.sendall(encode({"op": "push", "event": "message", "session_id": "20200101_000001",
                              "creator_id": "mallory", "seq": 1, "user_id": "mallory", "chat_type": "text",
                              "content": b"forged", "chat_time": "2020-01-01T00:00:00.000+00:00"}))
-        reply = None
         data = b""
         sock.settimeout(10)
         while True:
@@ -219,7 +217,7 @@ def test_stalled_listener_does_not_slow_the_others(server):
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s = Peer(server.address).connect()
     s.register("s", PASSWORD)
-    reply = s.request("login", user_id="s", password=PASSWORD, listen_host="127.0.0.1",
+    s.request("login", user_id="s", password=PASSWORD, listen_host="127.0.0.1",
                       listen_port=stalled.getsockname()[1])
     accepted = []
 

@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
-import pytest
 
 import psutil
 
@@ -25,12 +21,6 @@ def postgres_children(data_dir) -> list[psutil.Process]:
     return found
 
 
-@pytest.fixture
-def private_dir():
-    """A folder outside pytest's basetemp (see conftest.pg_admin_url for why)."""
-    folder = Path(tempfile.mkdtemp(prefix="messenger-test-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_embedded_postgres_start_and_clean_stop(private_dir):
