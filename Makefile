@@ -15,6 +15,8 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run-server   set up .venv and run the server on $(HOST):$(PORT), data in ./$(DATA_DIR)/ (WORKERS=N for N processes)"
 	@echo "make test         set up .venv with test tools and run the whole test suite"
+	@echo "make run-client   the desktop client against $(HOST):$(PORT) (SERVER=host:port for another)"
+	@echo "make screenshots  regenerate docs/screenshots/ on a virtual display"
 	@echo "make soak         a 10-minute soak with 200 peers and a full consistency check"
 	@echo "make clean        remove .venv and caches (keeps ./$(DATA_DIR)/)"
 
@@ -31,11 +33,11 @@ $(BIN)/python:
 	@$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 
 $(VENV)/.installed: $(BIN)/python setup.py
-	$(BIN)/python -m pip install -q -e .
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e .
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e '.[test]'
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -43,7 +45,7 @@ venv: $(VENV)/.installed
 run-server: $(VENV)/.installed
 	$(BIN)/messenger-server --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --workers $(WORKERS) $(SERVER_ARGS)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test ui-system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # A bounded soak (10 minutes, 200 peers by default); figures go to docs/reliability.md.
