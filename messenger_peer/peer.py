@@ -71,8 +71,10 @@ class Peer:
     def connect(self) -> "Peer":
         """Open the server connection (hello included)."""
         if self.conn is None or self.conn.closed:
-            self.conn = ServerConnection(*self.server, timeout=self.timeout, tls=self.tls,
-                                         on_push=self._on_push, on_close=self._on_connection_lost).connect()
+            conn = ServerConnection(*self.server, timeout=self.timeout, tls=self.tls, on_push=self._on_push)
+            # Only the current connection's end matters; a replaced one may close any time.
+            conn.on_close = lambda: self._on_connection_lost(conn)
+            self.conn = conn.connect()
         return self
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
@@ -241,8 +243,8 @@ class Peer:
             self._on_push(frame)
         return data
 
-    def _on_connection_lost(self) -> None:
-        if self._closing or not self.live or self._credentials is None:
+    def _on_connection_lost(self, conn: ServerConnection) -> None:
+        if conn is not self.conn or self._closing or not self.live or self._credentials is None:
             return
         self._emit({"event": "connection", "state": "offline"})
         if self._reconnector is None or self._reconnector.dead:
@@ -255,6 +257,8 @@ class Peer:
             attempt += 1
             self._emit({"event": "connection", "state": "reconnecting"})
             try:
+                if self.conn is not None:
+                    self.conn.close()     # a connection whose login failed must not linger
                 self.conn = None
                 self.login(*self._credentials)
                 return

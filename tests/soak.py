@@ -46,8 +46,14 @@ class Actor:
 
     def online(self) -> Peer:
         if self.peer is None:
-            self.peer = Peer(self.server.address, data_dir=self.home, timeout=60).connect()
-            self.peer.login(self.name, PASSWORD)
+            peer = Peer(self.server.address, data_dir=self.home, timeout=60)
+            try:
+                peer.connect()
+                peer.login(self.name, PASSWORD)
+            except BaseException:
+                peer.close()
+                raise
+            self.peer = peer
         return self.peer
 
     def logout(self) -> None:
@@ -91,6 +97,7 @@ def run_soak(duration: float, peers: int, rooms: int, seed: int = 1, progress: b
             members[key] = invited | {owner.name}
         acked: dict[RoomKey, dict[int, str]] = {k: {} for k in keys}
         counts = {"send": 0, "invite": 0, "leave": 0, "logout": 0, "vanish": 0, "refused": 0}
+        refused: dict[str, int] = {}
         proc = psutil.Process(server.proc.pid)
         rss: list[tuple[float, int]] = []
         started = time.monotonic()
@@ -136,6 +143,7 @@ def run_soak(duration: float, peers: int, rooms: int, seed: int = 1, progress: b
                         counts["vanish"] += 1
                 except ProtocolError as exc:
                     counts["refused"] += 1
+                    refused[exc.code.value] = refused.get(exc.code.value, 0) + 1
                     if exc.code.value in ("unavailable", "unauthorized"):
                         actor.vanish()
 
@@ -189,7 +197,7 @@ def run_soak(duration: float, peers: int, rooms: int, seed: int = 1, progress: b
         del checker
         warm = [v for t, v in rss if t >= duration * 0.25]
         growth = (warm[-1] - warm[0]) / 2**20 if len(warm) >= 2 else 0.0
-        figures.update(counts, messages=sum(len(v) for v in acked.values()),
+        figures.update(counts, refused_by_code=refused, messages=sum(len(v) for v in acked.values()),
                        sends_per_s=round(counts["send"] / duration, 1), views_checked=views,
                        rss_warm_start_mib=round(warm[0] / 2**20, 1) if warm else None,
                        rss_end_mib=round(warm[-1] / 2**20, 1) if warm else None,
