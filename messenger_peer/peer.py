@@ -79,6 +79,10 @@ class Peer:
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send any op; returns the reply's fields or raises ``ProtocolError``."""
+        if self._closing and self.user_id is not None:
+            # Work left over from before close() (a gap filler, say) must not open a new,
+            # never-logged-in connection.
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "the peer is closed")
         if self.conn is None or self.conn.closed:
             self.connect()
         assert self.conn is not None
@@ -189,6 +193,8 @@ class Peer:
                     self._drain(room)
                     continue
                 reply = self.request("fetch", **room.to_wire(), after_seq=last)
+                # Init at a reconnect may have delivered some of these while we waited.
+                last = self._expected(room) or 0
                 fetched = [{**room.to_wire(), **m} for m in reply["messages"] if m["seq"] > last]
                 if fetched and fetched[0]["seq"] == last + 1:
                     self._deliver(room, fetched)
@@ -237,6 +243,7 @@ class Peer:
                     self.cache.reset(room)     # the copy cannot be continued: start afresh
                 self._deliver(room, records)
                 self._baseline[room] = max(entry["last_seq"], self.cache.last_seq(room))
+                self._drain(room)          # held pushes that init has now caught up with
         finally:
             held, self._held = self._held, None
         for frame in held:

@@ -245,15 +245,52 @@ class Shooter:
                 raise SystemExit(f"timed out waiting for {what}")
             self.app.processEvents(QEventLoop.AllEvents, 50)
 
-    def settle(self, seconds: float = 0.8) -> None:
-        """Let asynchronous images load and animations finish."""
-        end = time.monotonic() + seconds
-        self.wait(lambda: time.monotonic() > end, seconds + 5)
+    def items(self) -> list[Any]:
+        """Every Qt Quick item in the window (popups included: they live in the overlay)."""
+        found, todo = [], [self.window.contentItem()]
+        while todo:
+            item = todo.pop()
+            found.append(item)
+            todo.extend(item.childItems())
+        return found
 
-    def shoot(self, name: str) -> None:
-        self.settle()
+    def images_ready(self) -> bool:
+        """No Image (asynchronous loads: pictures, avatars, emoticons) is still loading."""
+        loading = 2   # Image.Loading
+        return not any(item.property("status") == loading for item in self.items()
+                       if item.metaObject().className().startswith("QQuick")
+                       and "Image" in item.metaObject().className())
+
+    def grab(self) -> Any:
+        return self.app.primaryScreen().grabWindow(self.window.winId()).toImage()
+
+    def stable_frame(self, timeout: float = 30) -> Any:
+        """Wait until two grabs in a row are the same (scroll bar fades and other animations
+        are over, images are drawn) and return that picture."""
+        previous, deadline = None, time.monotonic() + timeout
+        while True:
+            image = self.grab()
+            if previous is not None and image == previous:
+                return image
+            if time.monotonic() > deadline:
+                raise SystemExit("timed out waiting for the window to stop changing")
+            previous = image
+            next_poll = time.monotonic() + 0.15   # poll interval: let a frame or two be drawn
+            self.wait(lambda: time.monotonic() > next_poll, 5, "the next frame")
+
+    def shoot(self, name: str, ready: Callable[[], bool] = lambda: True, what: str = "the window") -> None:
+        """Save the window once ``ready()`` holds, every picture has loaded and nothing moves;
+        ``ready()`` must still hold for the picture taken."""
+        deadline = time.monotonic() + 60
+        while True:
+            left = lambda: max(0.0, deadline - time.monotonic())  # noqa: E731
+            self.wait(lambda: ready() and self.images_ready(), left(), what)
+            image = self.stable_frame(left())
+            if ready() and self.images_ready():
+                break
+            if not left():
+                raise SystemExit(f"timed out waiting for {what} to hold still")
         path = self.out / name
-        image = self.app.primaryScreen().grabWindow(self.window.winId())
         if image.isNull() or not image.save(str(path)):
             raise SystemExit(f"could not save {path}")
         print(f"wrote {path}")
@@ -272,11 +309,15 @@ class Shooter:
         self.bridge.openRoom(busy_room)
         self.wait(lambda: not self.bridge.loadingRoom and not self.bridge.loadingHistory
                   and self.bridge.messages.count >= 16, what="the chat")
-        self.settle(1.5)
+        # Reading marks read (after a short debounce): the badge goes and the counters drop.
+        self.wait(lambda: all(r.unread == 0 for r in self.bridge.rooms.rooms() if r.folder == busy_room),
+                  what="the open room to be marked read")
+        self.wait(lambda: self.window.findChild(QObject, "messageList") is not None, what="the message list")
         chat = self.window.findChild(QObject, "messageList")
-        if chat is not None:   # up a little: today's day separator comes into view
-            chat.setProperty("contentY", chat.property("contentY") - 150)
-        self.shoot("chat.png")
+        jump = self.window.findChild(QObject, "jumpToLatest")
+        # As a person opening the room sees it: at the newest message, no jump button.
+        self.shoot("chat.png", lambda: chat.property("count") >= 16 and chat.property("atNewest")
+                   and not jump.property("visible"), "the chat at its newest message")
         from .main import destroy_engine
         destroy_engine(self.engine)
         self.bridge.shutdown()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PyQt5.QtCore import QMetaObject, QObject, Qt, QUrl
+from PyQt5.QtCore import QMetaObject, QObject, QPointF, QRectF, Qt, QUrl
 from PyQt5.QtTest import QTest
 from PyQt5.QtQml import QQmlComponent, QQmlEngine
 
@@ -99,6 +99,138 @@ def test_busy_chat_and_dialogs_run_cleanly(qtbot, qtlog, bridge_factory, server)
         qtbot.waitUntil(lambda: window.findChild(QObject, "messageList") is None, timeout=WAIT)
         bridge.logout()
         qtbot.waitUntil(lambda: window.findChild(QObject, "roomList") is None, timeout=WAIT)
+    finally:
+        destroy_engine(engine)
+        kim.close()
+    assert warnings == [] and qt_problems(qtlog) == []
+
+
+def descendants(item) -> list:
+    found, todo = [], [item]
+    while todo:
+        item = todo.pop()
+        found.append(item)
+        todo.extend(item.childItems())
+    return found
+
+
+def shown_bubbles(message_list) -> list[dict]:
+    """Geometry (in the list's coordinates) of each message delegate on screen: its content
+    (bubble, picture or emoticon), unread counter and time, and whether it is one's own."""
+    width, height = message_list.width(), message_list.height()
+    shown = []
+    for delegate in message_list.property("contentItem").childItems():
+        if not delegate.isVisible() or delegate.property("seq") is None:
+            continue
+        parts = {item.objectName(): item for item in descendants(delegate)
+                 if item.objectName() in ("messageContent", "unreadCounter", "messageTime")}
+        content = parts["messageContent"].mapRectToItem(message_list, QRectF(
+            0, 0, parts["messageContent"].width(), parts["messageContent"].height()))
+        if content.bottom() < 0 or content.top() > height:
+            continue    # in the cache buffer, not on screen
+        row = {"own": delegate.property("isOwn"), "text": delegate.property("text"), "content": content,
+               "width": width}
+        for name in ("unreadCounter", "messageTime"):
+            if parts[name].isVisible():
+                row[name] = parts[name].mapRectToItem(message_list, QRectF(
+                    0, 0, parts[name].width(), parts[name].height()))
+        shown.append(row)
+    return shown
+
+
+@pytest.mark.database
+def test_chat_follows_the_newest_message_and_bubbles_fit(qtbot, qtlog, bridge_factory, server):
+    kim = logged_in_peer(server, "kim")
+    kim.register("me", PASSWORD)
+    kim.register("lee", PASSWORD)     # never reads: every message keeps a counter
+    reply = kim.create_room("산책 walk", invite=["me", "lee"])
+    key = RoomKey(reply["session_id"], reply["creator_id"])
+    for i in range(30):
+        kim.send_text(key, f"메시지 {i} message number {i}")
+    long_text = ("오늘 정말 즐거웠어요. Thanks everyone! 다음 주에 사진 정리해서 올릴게요, and this goes on "
+                 "long enough that it has to wrap inside the bubble even in a wide window. 끝!")
+    bridge = bridge_factory(server)
+    engine = create_engine(bridge)
+    warnings: list[str] = []
+    engine.warnings.connect(lambda errors: warnings.extend(e.toString() for e in errors))
+    try:
+        window = engine.rootObjects()[0]
+        window.resize(720, 700)     # the narrowest the window goes
+        qtbot.waitExposed(window, timeout=WAIT)
+        with qtbot.waitSignal(bridge.roomsLoaded, timeout=WAIT):
+            bridge.login("me", PASSWORD)
+        bridge.openRoom(reply["room"])
+        qtbot.waitUntil(lambda: window.findChild(QObject, "messageList") is not None, timeout=WAIT)
+        message_list = window.findChild(QObject, "messageList")
+        jump = window.findChild(QObject, "jumpToLatest")
+        qtbot.waitUntil(lambda: message_list.property("count") == 30 and not bridge.loadingRoom, timeout=WAIT)
+
+        # Opening the room shows the newest message, without the jump button.
+        qtbot.waitUntil(lambda: message_list.property("atNewest"), timeout=WAIT)
+        assert not jump.property("visible")
+        assert any(b["text"] == "메시지 29 message number 29" for b in shown_bubbles(message_list))
+
+        # Your own long message wraps inside the view, with the same outer margin on the right
+        # (the tail's tip, 6 px beyond the bubble) as the pictures on the left; the unread
+        # counter sits left of it, apart from it.
+        bridge.sendText(long_text)
+        qtbot.waitUntil(lambda: message_list.property("count") == 31, timeout=WAIT)
+        qtbot.waitUntil(lambda: message_list.property("atNewest")
+                        and any(b["text"] == long_text for b in shown_bubbles(message_list)), timeout=WAIT)
+        bubbles = shown_bubbles(message_list)
+        own = next(b for b in bubbles if b["text"] == long_text)
+        assert own["own"] and own["content"].height() > 50        # wrapped onto several lines
+        assert own["content"].right() == pytest.approx(own["width"] - 14 - 6, abs=0.5)
+        assert own["content"].left() >= 14
+        counter = own["unreadCounter"]
+        assert counter.right() <= own["content"].left() - 3
+        assert own["content"].top() < counter.top() and counter.bottom() <= own["content"].bottom()
+        others = [b for b in bubbles if not b["own"]]
+        assert others and all("unreadCounter" in b for b in others) and any("messageTime" in b for b in others)
+        for other in others:
+            assert other["content"].left() >= 14 and other["content"].right() <= other["width"] - 14
+            counter = other["unreadCounter"]
+            assert counter.left() >= other["content"].right() + 3
+            assert counter.right() <= other["width"] - 14
+            if "messageTime" in other:    # the counter right above the time, lined up on the left
+                assert counter.bottom() <= other["messageTime"].top() + 0.5
+                assert counter.left() == pytest.approx(other["messageTime"].left(), abs=0.5)
+
+        # Scrolled up: the jump button shows, and a new message does not move the view.
+        message_list.setProperty("contentY", message_list.property("originY"))
+        qtbot.waitUntil(lambda: jump.property("visible"), timeout=WAIT)
+        top = message_list.property("contentY")
+        kim.send_text(key, "새 메시지 while you read")
+        qtbot.waitUntil(lambda: message_list.property("count") == 32, timeout=WAIT)
+        assert not message_list.property("atNewest") and jump.property("visible")
+        assert message_list.property("contentY") == pytest.approx(top, abs=1)
+
+        # Sending goes back to the newest message.
+        composer = window.findChild(QObject, "composerInput")
+        QMetaObject.invokeMethod(composer, "forceActiveFocus")
+        qtbot.waitUntil(lambda: composer.property("activeFocus"), timeout=WAIT)
+        for char in "ok":
+            QTest.keyClick(window, char)
+        QTest.keyClick(window, Qt.Key_Return)
+        qtbot.waitUntil(lambda: message_list.property("count") == 33, timeout=WAIT)
+        qtbot.waitUntil(lambda: message_list.property("atNewest") and not jump.property("visible")
+                        and any(b["text"] == "ok" and b["own"] for b in shown_bubbles(message_list)),
+                        timeout=WAIT)
+
+        # At the newest message, arrivals keep it in view.
+        kim.send_text(key, "마지막 last one")
+        qtbot.waitUntil(lambda: message_list.property("count") == 34, timeout=WAIT)
+        qtbot.waitUntil(lambda: any(b["text"] == "마지막 last one" for b in shown_bubbles(message_list)),
+                        timeout=WAIT)
+        assert message_list.property("atNewest") and not jump.property("visible")
+        # ... and the message before it is still on screen right above it.
+        assert any(b["text"] == "ok" for b in shown_bubbles(message_list))
+
+        # The jump button goes back too.
+        message_list.setProperty("contentY", message_list.property("originY"))
+        qtbot.waitUntil(lambda: jump.property("visible"), timeout=WAIT)
+        qtbot.mouseClick(window, Qt.LeftButton, pos=jump.mapToScene(QPointF(jump.width() / 2, jump.height() / 2)).toPoint())
+        qtbot.waitUntil(lambda: message_list.property("atNewest") and not jump.property("visible"), timeout=WAIT)
     finally:
         destroy_engine(engine)
         kim.close()

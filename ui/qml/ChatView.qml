@@ -107,6 +107,25 @@ Rectangle {
                 // is loading or when the beginning is shown.
                 function nearTop() { return contentY - originY < 300 }
                 onContentYChanged: if (count > 0 && nearTop()) bridge.loadOlder()
+
+                // At the newest message (the bottom). While it is, ListView keeps it there as
+                // messages arrive; once scrolled up, the view stays put and the jump button shows.
+                readonly property bool atNewest: count === 0 || contentHeight <= height || atYEnd
+                    || originY + contentHeight - height - contentY < 2
+                function showNewest() {
+                    cancelFlick()
+                    positionViewAtBeginning()
+                }
+            }
+            // Opening a room, and sending (also a picture dropped or chosen in a dialog), go to
+            // the newest message.
+            Connections {
+                target: bridge.messages
+                function onRoomChanged() { list.showNewest() }
+            }
+            Connections {
+                target: bridge
+                function onMessageSent(seq) { list.showNewest() }
             }
 
             BusyIndicator {   // older history or the room's cached history is loading
@@ -122,10 +141,11 @@ Rectangle {
             Button {   // jump to the newest message
                 id: jump
                 objectName: "jumpToLatest"
-                visible: list.count > 0 && (list.contentHeight > list.height) && !list.atYEnd
+                visible: !list.atNewest && !bridge.loadingRoom
                 anchors.right: parent.right
                 anchors.bottom: parent.bottom
-                anchors.margins: 16
+                anchors.rightMargin: 20
+                anchors.bottomMargin: 16
                 width: 40; height: 40
                 contentItem: Text {
                     text: "↓"
@@ -135,7 +155,7 @@ Rectangle {
                     verticalAlignment: Text.AlignVCenter
                 }
                 background: Rectangle { radius: 20; color: "white"; border.color: "#22000000" }
-                onClicked: list.positionViewAtBeginning()
+                onClicked: list.showNewest()
                 ToolTip.visible: hovered
                 ToolTip.text: qsTr("Jump to the latest message")
             }
@@ -169,6 +189,7 @@ Rectangle {
 
         Composer {
             Layout.fillWidth: true
+            onSent: list.showNewest()
         }
     }
 

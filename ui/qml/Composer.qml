@@ -11,12 +11,15 @@ Rectangle {
     color: "white"
     implicitHeight: Math.min(180, Math.max(64, input.implicitHeight + 24))
 
+    signal sent()   // something was handed to the bridge to send
+
     function send() {
         Qt.inputMethod.commit()   // a Hangul syllable still being composed belongs to the message
         if (input.text.trim().length === 0)
             return
         bridge.sendText(input.text)
         input.clear()
+        sent()
     }
 
     Rectangle { width: parent.width; height: 1; color: Theme.line }
@@ -82,6 +85,7 @@ Rectangle {
     EmoticonPicker {
         id: picker
         objectName: "emoticonPicker"
+        onSent: root.sent()
         x: 8
         y: -height - 6
     }
@@ -93,6 +97,7 @@ Rectangle {
         onAccepted: {
             for (var i = 0; i < fileUrls.length; ++i)
                 bridge.sendImage(fileUrls[i].toString())
+            root.sent()
         }
     }
 }

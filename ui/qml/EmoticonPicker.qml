@@ -10,6 +10,8 @@ Popup {
     padding: 12
     background: Rectangle { color: "white"; radius: 10; border.color: Theme.line }
 
+    signal sent()   // an emoticon was handed to the bridge to send
+
     GridView {
         anchors.fill: parent
         cellWidth: 64
@@ -30,6 +32,7 @@ Popup {
             background: Rectangle { radius: 8; color: parent.hovered ? Theme.selected : "transparent" }
             onClicked: {
                 bridge.sendEmoticon(modelData)
+                popup.sent()
                 popup.close()
             }
             ToolTip.visible: hovered

@@ -27,11 +27,20 @@ Item {
 
     signal imageClicked(string source)
 
-    readonly property int sidePadding: 14
+    // The same outer margin on both sides: others' pictures start `margin` from the left edge,
+    // and the tip of your bubble's tail ends `margin` from the right edge (the bubbles of a run
+    // line up `tailRoom` further in). Nothing gets wider than the view minus these margins.
+    readonly property int margin: 14
+    readonly property int tailRoom: 6
+    readonly property int metaGap: 5
     readonly property int avatarRoom: isOwn ? 0 : Theme.avatar + 8
-    readonly property real maxBubble: Math.max(120, (width - avatarRoom - 2 * sidePadding) * 0.68)
-    readonly property real shownImageWidth: Math.min(imageWidth > 0 ? imageWidth : 200, 260)
+    // Room for the content (bubble, picture or emoticon) beside the time and unread counter.
+    readonly property real maxContent: Math.max(48, Math.min(
+        (width - 2 * margin - avatarRoom) * 0.72,
+        width - 2 * margin - avatarRoom - tailRoom - meta.width - metaGap))
+    readonly property real shownImageWidth: Math.min(imageWidth > 0 ? imageWidth : 200, 260, maxContent)
     readonly property real shownImageHeight: imageWidth > 0 ? Math.min(shownImageWidth * imageHeight / imageWidth, 360) : 150
+    readonly property real emoticonSize: Math.min(96, maxContent)
 
     implicitHeight: column.implicitHeight + (showSender || showDay ? 8 : 3)
 
@@ -69,7 +78,7 @@ Item {
             Avatar {
                 id: avatar
                 visible: !root.isOwn && root.showSender
-                x: root.sidePadding
+                x: root.margin
                 size: Theme.avatar
                 source: root.avatarSource
                 label: root.senderName
@@ -77,7 +86,9 @@ Item {
             Text {
                 id: nameLabel
                 visible: !root.isOwn && root.showSender
-                x: root.sidePadding + root.avatarRoom
+                x: root.margin + root.avatarRoom
+                width: Math.min(implicitWidth, root.width - x - root.margin)
+                elide: Text.ElideRight
                 text: root.senderName
                 color: "#4A5A6A"
                 font.pixelSize: 12
@@ -85,16 +96,20 @@ Item {
             Item {
                 id: body
                 y: nameLabel.visible ? nameLabel.height + 4 : 0
-                x: root.isOwn ? root.width - root.sidePadding - width : root.sidePadding + root.avatarRoom
-                width: meta.width + 6 + content.width
+                x: root.isOwn ? root.width - root.margin - root.tailRoom - width : root.margin + root.avatarRoom
+                width: content.width + (meta.width > 0 ? root.metaGap + meta.width : 0)
                 height: Math.max(content.height, meta.height)
 
-                Column {   // unread counter and time, beside the bubble's bottom
+                // Unread counter above the time, beside the bottom of the content: left of your
+                // own bubbles and right of others', both lined up on the side facing the bubble.
+                Column {
                     id: meta
-                    x: root.isOwn ? 0 : content.width + 6
+                    x: root.isOwn ? 0 : content.width + root.metaGap
                     anchors.bottom: parent.bottom
+                    anchors.bottomMargin: 1
                     spacing: 0
                     Text {
+                        objectName: "unreadCounter"
                         anchors.right: root.isOwn ? parent.right : undefined
                         visible: root.unreadCount > 0
                         text: root.unreadCount
@@ -103,6 +118,8 @@ Item {
                         font.bold: true
                     }
                     Text {
+                        objectName: "messageTime"
+                        anchors.right: root.isOwn ? parent.right : undefined
                         visible: root.showTime
                         text: root.timeText
                         color: "#556677"
@@ -111,18 +128,21 @@ Item {
                 }
                 Item {
                     id: content
-                    x: root.isOwn ? meta.width + 6 : 0
+                    objectName: "messageContent"
+                    x: root.isOwn ? parent.width - width : 0
                     width: root.chatType === "image" ? root.shownImageWidth
-                         : emoticon.visible ? 96 : bubble.width
+                         : emoticon.visible ? root.emoticonSize : bubble.width
                     height: root.chatType === "image" ? root.shownImageHeight
-                          : emoticon.visible ? 96 : bubble.height
+                          : emoticon.visible ? root.emoticonSize : bubble.height
 
                     Rectangle {   // text bubble (also unknown types and emoticons we lack)
                         id: bubble
                         visible: root.chatType !== "image" && !emoticon.visible
                         color: root.isOwn ? Theme.ownBubble : Theme.otherBubble
                         radius: 10
-                        width: Math.min(message.implicitWidth, root.maxBubble - 24) + 24
+                        // As wide as the longest (wrapped) line: a wrapping Text's implicitWidth
+                        // is wrong for text with line breaks, its contentWidth is not.
+                        width: Math.ceil(message.contentWidth) + 24
                         height: message.height + 18
                         Rectangle {   // the tail on the first bubble of a run
                             visible: root.showSender
@@ -135,7 +155,7 @@ Item {
                         Text {
                             id: message
                             x: 12; y: 9
-                            width: Math.min(implicitWidth, root.maxBubble - 24)
+                            width: Math.min(implicitWidth, root.maxContent - 24)
                             text: root.chatType === "emoticon" ? ":" + root.text + ":" : root.text
                             textFormat: Text.PlainText
                             wrapMode: Text.Wrap
