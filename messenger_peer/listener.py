@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 AUTH_TIMEOUT = 10.0
 MAX_PUSH_FRAME = 64 * 1024 * 1024
+LOGIN_WAIT = 10.0
 
 
 class PushListener:
@@ -29,9 +30,10 @@ class PushListener:
 
     def __init__(self, on_push: Callable[[dict[str, Any]], None], secret: Callable[[], bytes | None],
                  host: str = "127.0.0.1", port: int = 0, tls_cert: str | None = None,
-                 tls_key: str | None = None) -> None:
+                 tls_key: str | None = None, login_settled: Callable[[float], Any] | None = None) -> None:
         self.on_push = on_push
         self.secret = secret
+        self.login_settled = login_settled
         self.refused = 0
         self.tls_fingerprint: bytes | None = None
         tls = {}
@@ -82,6 +84,12 @@ class PushListener:
                 self._refuse(sock, peer, "no answer to the challenge in time")
                 return
             secret = self.secret()
+            if secret is None or not verify(secret, challenge["nonce"], frames[0]):
+                # The server may push under a new login before its reply reached us: wait
+                # for a login in flight to finish, then check against the new secret.
+                if self.login_settled is not None:
+                    self.login_settled(LOGIN_WAIT)
+                    secret = self.secret()
             if secret is None or not verify(secret, challenge["nonce"], frames[0]):
                 self._refuse(sock, peer, "wrong or missing push authentication")
                 return

@@ -63,6 +63,8 @@ class Peer:
         self._held: list[dict[str, Any]] | None = None      # pushes held while init runs
         self._pending: dict[RoomKey, dict[int, dict[str, Any]]] = defaultdict(dict)
         self._baseline: dict[RoomKey, int] = {}     # last seq of rooms with nothing cached
+        self._login_settled = gevent.event.Event()  # cleared while a login is in flight
+        self._login_settled.set()
         self._filling: dict[RoomKey, gevent.Greenlet] = {}
         self._reconnector: gevent.Greenlet | None = None
         self._closing = False
@@ -216,7 +218,8 @@ class Peer:
     def _start_listener(self) -> None:
         if self.listener is None:
             self.listener = PushListener(self._on_push, lambda: self.push_secret,
-                                         self.listen_host, self.listen_port, *self.listen_tls)
+                                         self.listen_host, self.listen_port, *self.listen_tls,
+                                         login_settled=self._login_settled.wait)
             self.listener.start()
 
     def _open_cache(self, user_id: str) -> None:
@@ -295,8 +298,12 @@ class Peer:
             if self.listener.tls_fingerprint is not None:
                 fields["listen_tls_fingerprint"] = self.listener.tls_fingerprint
         self._closing = False
-        reply = self.request("login", **fields)
-        self.user_id, self.token, self.push_secret = user_id, reply["token"], reply["push_secret"]
+        self._login_settled.clear()
+        try:
+            reply = self.request("login", **fields)
+            self.user_id, self.token, self.push_secret = user_id, reply["token"], reply["push_secret"]
+        finally:
+            self._login_settled.set()
         self.live = live
         if live:
             self._credentials = (user_id, password)
