@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 
 PREVIEW_CHARS = 100
 MAX_BATCH = 2000
+TXN_RACE_ATTEMPTS = 5
+
+
+class _TxnRace(Exception):
+    """Another process stored one of the batch's txn ids between our read and our insert."""
 
 
 @dataclass
@@ -66,7 +71,9 @@ class _Pending:
 def preview(chat_type: str, content: bytes) -> str:
     """The room list's one-line preview of a message."""
     if chat_type == "text":
-        return content.decode("utf-8")[:PREVIEW_CHARS]
+        # Control characters (NUL above all: PostgreSQL text cannot hold it) become spaces.
+        text = content.decode("utf-8")[:PREVIEW_CHARS]
+        return "".join(" " if ord(c) < 32 else c for c in text)
     return f"[{chat_type}]"
 
 
@@ -152,8 +159,8 @@ class Messages:
                         log.exception("handing messages to the push hub failed")
 
     def _commit(self, batch: list[_Pending]) -> tuple[list[StoredMessage], dict[RoomKey, list[str]]]:
-        """Store a batch in one transaction; return the stored messages and, per room, the
-        members at that moment (who should receive them)."""
+        """Store a batch; return the stored messages and, per room, its members at commit
+        time (who should receive them)."""
         # Two sends with one (user, txn) in a batch: the later is answered like a retry.
         firsts: dict[tuple[str, str], _Pending] = {}
         repeats: list[tuple[_Pending, _Pending]] = []
@@ -161,54 +168,51 @@ class Messages:
             first = firsts.setdefault((item.user_id, item.txn_id), item)
             if first is not item:
                 repeats.append((item, first))
-        todo = list(firsts.values())
-        stored: list[StoredMessage] = []
-        with self.pool.transaction("send.batch") as cur:
-            allowed = room_db.members_of(cur, [(i.room, i.user_id) for i in todo])
-            for item in todo:
-                if (item.room, item.user_id) not in allowed:
-                    item.result.set_exception(ProtocolError(
-                        ErrorCode.FORBIDDEN, f"you are not a member of room {item.room.folder}"))
-            todo = [i for i in todo if not i.result.ready()]
-            rooms = room_db.lock_rooms(cur, {i.room for i in todo})
-            todo = self._answer_retries(cur, todo)
-            while todo:
-                assigned = self._number(todo, rooms)
-                cur.execute("SAVEPOINT txns")
-                new = room_db.insert_txns(cur, [(m.user_id, i.txn_id, m.room, m.seq, m.chat_time)
-                                                for i, m in assigned])
-                if len(new) == len(assigned):
-                    break
-                # Another process stored one of these txn ids after our check: answer those
-                # as retries and number the rest again.
-                cur.execute("ROLLBACK TO SAVEPOINT txns")
-                todo = self._answer_retries(cur, todo)
-            else:
-                assigned = []
-            audience: dict[RoomKey, list[str]] = {}
-            if assigned:
-                self._append(cur, assigned, rooms)
-                room_db.mark_senders_read(cur, [(m.room, m.user_id, m.seq) for _, m in assigned])
-                audience = room_db.member_ids_by_room(cur, {m.room for _, m in assigned})
-        for item, message in assigned:
-            item.result.set({**message.room.to_wire(), "seq": message.seq, "chat_time": message.chat_time})
-            stored.append(message)
         for item, first in repeats:
             first.result.rawlink(lambda r, item=item: item.result.set(r.value) if r.successful()
                                  else item.result.set_exception(r.exception))
-        return stored, audience
+        for _ in range(TXN_RACE_ATTEMPTS):
+            try:
+                assigned, audience = self._commit_once([i for i in firsts.values() if not i.result.ready()])
+                break
+            except _TxnRace:
+                continue
+        else:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "the message was not stored; retry with the same txn_id")
+        for item, message in assigned:
+            item.result.set({**message.room.to_wire(), "seq": message.seq, "chat_time": message.chat_time})
+        return [message for _, message in assigned], audience
 
-    def _answer_retries(self, cur: Any, todo: list[_Pending]) -> list[_Pending]:
-        earlier = room_db.find_txns(cur, [(i.user_id, i.txn_id) for i in todo])
-        rest = []
-        for item in todo:
-            found = earlier.get((item.user_id, item.txn_id))
-            if found is None:
-                rest.append(item)
-            else:
-                room, seq, chat_time = found
-                item.result.set({**room.to_wire(), "seq": seq, "chat_time": chat_time})
-        return rest
+    def _commit_once(self, todo: list[_Pending]
+                     ) -> tuple[list[tuple[_Pending, StoredMessage]], dict[RoomKey, list[str]]]:
+        """One transaction in three round trips: lock and read, record the batch (after its
+        archive files are written and synced), commit. Raises _TxnRace (rolling back) when
+        another process stored one of the txn ids after our read."""
+        if not todo:
+            return [], {}
+        with self.pool.transaction("send.batch") as cur:
+            state = room_db.lock_batch(cur, {i.room for i in todo}, [(i.user_id, i.txn_id) for i in todo])
+            fresh = []
+            for item in todo:
+                earlier = state.txns.get((item.user_id, item.txn_id))
+                if earlier is not None:
+                    room, seq, chat_time = earlier
+                    item.result.set({**room.to_wire(), "seq": seq, "chat_time": chat_time})
+                elif item.user_id not in state.members.get(item.room, ()):
+                    item.result.set_exception(ProtocolError(
+                        ErrorCode.FORBIDDEN, f"you are not a member of room {item.room.folder}"))
+                else:
+                    fresh.append(item)
+            if not fresh:
+                return [], {}
+            assigned = self._number(fresh, state.rooms)
+            appends = self._append(assigned, state.rooms)
+            new = room_db.finish_batch(cur, appends, [(m.room, m.user_id, m.seq) for _, m in assigned],
+                                       [(m.user_id, i.txn_id, m.room, m.seq, m.chat_time) for i, m in assigned])
+            if len(new) != len(assigned):
+                self._restore({m.room for _, m in assigned}, state.rooms)
+                raise _TxnRace()
+        return assigned, {m.room: state.members[m.room] for _, m in assigned}
 
     def _number(self, todo: list[_Pending], rooms: dict[RoomKey, room_db.Room]
                 ) -> list[tuple[_Pending, StoredMessage]]:
@@ -224,9 +228,10 @@ class Messages:
                                             item.content, when.isoformat(timespec="milliseconds"))))
         return out
 
-    def _append(self, cur: Any, assigned: list[tuple[_Pending, StoredMessage]],
-                rooms: dict[RoomKey, room_db.Room]) -> None:
-        """Write every room's new records, fsync them all in parallel, record the new sizes."""
+    def _append(self, assigned: list[tuple[_Pending, StoredMessage]],
+                rooms: dict[RoomKey, room_db.Room]) -> list[tuple]:
+        """Write every room's new records and fsync them all in parallel; return each room's
+        new state (key, last seq, time, user, type, preview, committed day and size)."""
         by_room: dict[RoomKey, list[StoredMessage]] = defaultdict(list)
         for _, message in assigned:
             by_room[message.room].append(message)
@@ -260,20 +265,20 @@ class Messages:
                 raise failures[0]
         except (OSError, ArchiveError) as exc:
             log.error("archive write failed: %s", exc)
-            self._restore(by_room, rooms)
+            self._restore(set(by_room), rooms)
             raise ProtocolError(ErrorCode.UNAVAILABLE,
                                 "the history archive cannot be written; the message was not stored") from exc
         finally:
             for sync in pending:
                 sync.close()   # no-op for the synced ones
-        room_db.record_appends(cur, updates)
+        return updates
 
 
-    def _restore(self, by_room: dict[RoomKey, list[StoredMessage]], rooms: dict[RoomKey, room_db.Room]) -> None:
+    def _restore(self, keys: set[RoomKey], rooms: dict[RoomKey, room_db.Room]) -> None:
         """After a failed write (disk full, I/O error) put the files back to their committed
         content at once, so even a reader that ignores committed sizes sees valid JSON. The
         room rows are still locked, so no other writer is in between."""
-        for key in by_room:
+        for key in keys:
             room = rooms[key]
             try:
                 self.archive.repair(self.archive.room_dir(*key), room.archive_day, room.archive_size)

@@ -156,6 +156,7 @@ class Rooms:
         me = check_logged_in(caller)
         key = RoomKey(session_id, creator_id)
         with self.pool.transaction("leave") as cur:
+            room_db.get_room(cur, key, lock=True)   # not while a send batch holds the room
             audience = room_db.member_ids(cur, key)
             if not room_db.remove_member(cur, key, me):
                 raise ProtocolError(ErrorCode.FORBIDDEN, f"you are not a member of room {key.folder}")

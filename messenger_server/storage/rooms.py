@@ -6,7 +6,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from psycopg2.extras import execute_values
 
 from messenger_protocol.messages import RoomKey
 
@@ -58,18 +57,6 @@ def get_room(cur: Cursor, key: RoomKey, *, lock: bool = False) -> Room | None:
     return _room(row) if row else None
 
 
-def lock_rooms(cur: Cursor, keys: Iterable[RoomKey]) -> dict[RoomKey, Room]:
-    """Lock rooms' rows until commit, always in key order so that processes never deadlock."""
-    keys = sorted(set(keys))
-    if not keys:
-        return {}
-    cur.execute(f"""SELECT {_ROOM_COLUMNS} FROM SESSION_TB
-                    WHERE (SESSION_ID, CREATOR_ID) IN (SELECT * FROM unnest(%s::varchar[], %s::varchar[]))
-                    ORDER BY SESSION_ID, CREATOR_ID FOR UPDATE""",
-                ([k[0] for k in keys], [k[1] for k in keys]))
-    return {room.key: room for room in map(_room, cur.fetchall())}
-
-
 def update_name(cur: Cursor, key: RoomKey, name: str) -> None:
     cur.execute("UPDATE SESSION_TB SET SESSION_NM = %s WHERE SESSION_ID = %s AND CREATOR_ID = %s", (name, *key))
 
@@ -78,14 +65,77 @@ def set_has_image(cur: Cursor, key: RoomKey) -> None:
     cur.execute("UPDATE SESSION_TB SET HAS_IMAGE = true WHERE SESSION_ID = %s AND CREATOR_ID = %s", key)
 
 
-def record_appends(cur: Cursor, updates: list[tuple]) -> None:
-    """After an archive append: (key, last_seq, last_time, user, type, preview, day, size) per room."""
-    execute_values(cur, """UPDATE SESSION_TB s SET LAST_SEQ = v.seq, LAST_TIME = v.t, LAST_USER_ID = v.u,
-                                  LAST_TYPE = v.ty, LAST_PREVIEW = v.p, ARCHIVE_DAY = v.d, ARCHIVE_SIZE = v.sz
-                           FROM (VALUES %s) AS v(sid, cid, seq, t, u, ty, p, d, sz)
-                           WHERE s.SESSION_ID = v.sid AND s.CREATOR_ID = v.cid""",
-                   [(k[0], k[1], *rest) for k, *rest in updates],
-                   template="(%s, %s, %s::bigint, %s::timestamptz, %s, %s, %s, %s::date, %s::bigint)")
+@dataclass
+class BatchState:
+    """What one send batch needs to know, read under the rooms' locks in one round trip."""
+
+    rooms: dict[RoomKey, Room]
+    members: dict[RoomKey, list[str]]
+    txns: dict[tuple[str, str], tuple[RoomKey, int, str]]
+
+
+def lock_batch(cur: Cursor, keys: Iterable[RoomKey], txns: Iterable[tuple[str, str]]) -> BatchState:
+    """Lock the rooms (key order: processes never deadlock) and read, in the same round trip,
+    their members and any earlier sends with these (user, txn) ids.
+
+    The locked rows are the newest versions (LAST_SEQ and the archive sizes are exact); the
+    members are as of the statement's start, and invites and leaves take the room lock too,
+    so they cannot change under a batch that holds it.
+    """
+    keys = sorted(set(keys))
+    txns = sorted(set(txns))
+    cur.execute(f"""WITH locked AS (
+                        SELECT {_ROOM_COLUMNS} FROM SESSION_TB
+                        WHERE (SESSION_ID, CREATOR_ID) IN (SELECT * FROM unnest(%s::varchar[], %s::varchar[]))
+                        ORDER BY SESSION_ID, CREATOR_ID FOR UPDATE)
+                    SELECT (SELECT json_agg(json_build_array({_ROOM_COLUMNS})) FROM locked),
+                           (SELECT json_agg(json_build_array(r.SESSION_ID, r.CREATOR_ID, r.USER_ID))
+                            FROM SESSION_USER_RELATION_TB r
+                            JOIN locked l ON l.SESSION_ID = r.SESSION_ID AND l.CREATOR_ID = r.CREATOR_ID),
+                           (SELECT json_agg(json_build_array(t.USER_ID, t.TXN_ID, t.SESSION_ID, t.CREATOR_ID,
+                                                             t.SEQ, t.CHAT_TIME))
+                            FROM SEND_TXN_TB t
+                            JOIN unnest(%s::varchar[], %s::varchar[]) AS k(u, x)
+                              ON t.USER_ID = k.u AND t.TXN_ID = k.x)""",
+                ([k[0] for k in keys], [k[1] for k in keys], [u for u, _ in txns], [x for _, x in txns]))
+    room_rows, member_rows, txn_rows = cur.fetchone()
+    rooms = {}
+    for row in room_rows or ():
+        sid, cid, name, has_image, last_seq, last_time, user, ctype, prev, day, size, created = row
+        rooms[RoomKey(sid, cid)] = Room(
+            RoomKey(sid, cid), name, has_image, last_seq,
+            dt.datetime.fromisoformat(last_time) if last_time else None, user, ctype, prev,
+            dt.date.fromisoformat(day) if day else None, size, dt.datetime.fromisoformat(created))
+    members: dict[RoomKey, list[str]] = {k: [] for k in rooms}
+    for sid, cid, uid in member_rows or ():
+        members[RoomKey(sid, cid)].append(uid)
+    earlier = {(u, x): (RoomKey(s, c), seq, t) for u, x, s, c, seq, t in txn_rows or ()}
+    return BatchState(rooms, members, earlier)
+
+
+def finish_batch(cur: Cursor, appends: list[tuple], reads: list[tuple[RoomKey, str, int]],
+                 txns: list[tuple[str, str, RoomKey, int, str]]) -> set[tuple[str, str]]:
+    """Record a batch in one round trip: each room's new LAST_SEQ, last message and committed
+    archive size (``appends``: key, seq, time, user, type, preview, day, size), the senders'
+    read positions, and the txn ids. Returns the (user, txn) ids that were new; fewer than
+    given means another process stored one meanwhile."""
+    def values(template: str, rows: Iterable[tuple]) -> str:
+        return ",".join(cur.mogrify(template, row).decode() for row in rows)
+    sql = f"""UPDATE SESSION_TB s SET LAST_SEQ = v.seq, LAST_TIME = v.t, LAST_USER_ID = v.u, LAST_TYPE = v.ty,
+                                      LAST_PREVIEW = v.p, ARCHIVE_DAY = v.d, ARCHIVE_SIZE = v.sz
+              FROM (VALUES {values("(%s, %s, %s::bigint, %s::timestamptz, %s, %s, %s, %s::date, %s::bigint)",
+                                   [(k[0], k[1], *rest) for k, *rest in appends])})
+                   AS v(sid, cid, seq, t, u, ty, p, d, sz)
+              WHERE s.SESSION_ID = v.sid AND s.CREATOR_ID = v.cid;
+              UPDATE SESSION_USER_RELATION_TB r SET READ_SEQ = GREATEST(r.READ_SEQ, v.seq)
+              FROM (VALUES {values("(%s, %s, %s, %s::bigint)", [(k[0], k[1], u, seq) for k, u, seq in reads])})
+                   AS v(sid, cid, uid, seq)
+              WHERE r.SESSION_ID = v.sid AND r.CREATOR_ID = v.cid AND r.USER_ID = v.uid;
+              INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME)
+              VALUES {values("(%s, %s, %s, %s, %s, %s)", [(u, x, k[0], k[1], seq, t) for u, x, k, seq, t in txns])}
+              ON CONFLICT DO NOTHING RETURNING USER_ID, TXN_ID"""
+    cur.execute(sql)
+    return {(u, x) for u, x in cur.fetchall()}
 
 
 # -- membership ------------------------------------------------------------------------------
@@ -110,18 +160,6 @@ def is_member(cur: Cursor, key: RoomKey, user_id: str) -> bool:
     cur.execute("""SELECT 1 FROM SESSION_USER_RELATION_TB
                    WHERE SESSION_ID = %s AND CREATOR_ID = %s AND USER_ID = %s""", (*key, user_id))
     return cur.fetchone() is not None
-
-
-def members_of(cur: Cursor, pairs: Iterable[tuple[RoomKey, str]]) -> set[tuple[RoomKey, str]]:
-    """Which of the (room, user) pairs are memberships, in one query."""
-    pairs = list(set(pairs))
-    if not pairs:
-        return set()
-    cur.execute("""SELECT r.SESSION_ID, r.CREATOR_ID, r.USER_ID FROM SESSION_USER_RELATION_TB r
-                   JOIN unnest(%s::varchar[], %s::varchar[], %s::varchar[]) AS p(s, c, u)
-                     ON r.SESSION_ID = p.s AND r.CREATOR_ID = p.c AND r.USER_ID = p.u""",
-                ([k[0] for k, _ in pairs], [k[1] for k, _ in pairs], [u for _, u in pairs]))
-    return {(RoomKey(s, c), u) for s, c, u in cur.fetchall()}
 
 
 @dataclass(frozen=True)
@@ -156,20 +194,6 @@ def room_counts(cur: Cursor, user_ids: Iterable[str]) -> dict[str, int]:
     return dict(cur.fetchall())
 
 
-def member_ids_by_room(cur: Cursor, keys: Iterable[RoomKey]) -> dict[RoomKey, list[str]]:
-    """Every member of each room, in one query."""
-    keys = sorted(set(keys))
-    if not keys:
-        return {}
-    cur.execute("""SELECT SESSION_ID, CREATOR_ID, USER_ID FROM SESSION_USER_RELATION_TB
-                   WHERE (SESSION_ID, CREATOR_ID) IN (SELECT * FROM unnest(%s::varchar[], %s::varchar[]))""",
-                ([k[0] for k in keys], [k[1] for k in keys]))
-    out: dict[RoomKey, list[str]] = {k: [] for k in keys}
-    for sid, cid, uid in cur.fetchall():
-        out[RoomKey(sid, cid)].append(uid)
-    return out
-
-
 def set_read(cur: Cursor, key: RoomKey, user_id: str, seq: int) -> int | None:
     """Move a member's read position forward (never back, never past the last message)."""
     cur.execute("""UPDATE SESSION_USER_RELATION_TB r
@@ -180,16 +204,6 @@ def set_read(cur: Cursor, key: RoomKey, user_id: str, seq: int) -> int | None:
                    RETURNING r.READ_SEQ""", (seq, *key, user_id))
     row = cur.fetchone()
     return row[0] if row else None
-
-
-def mark_senders_read(cur: Cursor, reads: list[tuple[RoomKey, str, int]]) -> None:
-    """A sender has read everything up to their own message."""
-    if not reads:
-        return
-    execute_values(cur, """UPDATE SESSION_USER_RELATION_TB r SET READ_SEQ = GREATEST(r.READ_SEQ, v.seq)
-                           FROM (VALUES %s) AS v(sid, cid, uid, seq)
-                           WHERE r.SESSION_ID = v.sid AND r.CREATOR_ID = v.cid AND r.USER_ID = v.uid""",
-                   [(k[0], k[1], u, seq) for k, u, seq in reads], template="(%s, %s, %s, %s::bigint)")
 
 
 @dataclass(frozen=True)
@@ -215,26 +229,3 @@ def rooms_of_user(cur: Cursor, user_id: str) -> list[RoomSummary]:
                     ORDER BY COALESCE(s.LAST_TIME, s.CREATED_AT) DESC, s.SESSION_ID DESC, s.CREATOR_ID""",
                 (user_id,))
     return [RoomSummary(_room(row[:12]), row[12], row[13]) for row in cur.fetchall()]
-
-
-# -- send transaction ids --------------------------------------------------------------------
-def find_txns(cur: Cursor, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[RoomKey, int, str]]:
-    """Earlier sends with these (user_id, txn_id): their room, seq and chat_time."""
-    keys = list(set(keys))
-    if not keys:
-        return {}
-    cur.execute("""SELECT t.USER_ID, t.TXN_ID, t.SESSION_ID, t.CREATOR_ID, t.SEQ, t.CHAT_TIME FROM SEND_TXN_TB t
-                   JOIN unnest(%s::varchar[], %s::varchar[]) AS k(u, x) ON t.USER_ID = k.u AND t.TXN_ID = k.x""",
-                ([u for u, _ in keys], [x for _, x in keys]))
-    return {(u, x): (RoomKey(s, c), seq, t) for u, x, s, c, seq, t in cur.fetchall()}
-
-
-def insert_txns(cur: Cursor, rows: list[tuple[str, str, RoomKey, int, str]]) -> set[tuple[str, str]]:
-    """Record (user, txn, room, seq, chat_time); return the (user, txn) that were new."""
-    if not rows:
-        return set()
-    inserted = execute_values(
-        cur, """INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME) VALUES %s
-                ON CONFLICT DO NOTHING RETURNING USER_ID, TXN_ID""",
-        [(u, x, k[0], k[1], seq, t) for u, x, k, seq, t in rows], fetch=True)
-    return {(u, x) for u, x in inserted}
