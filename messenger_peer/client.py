@@ -73,6 +73,7 @@ class ServerConnection:
         self._sock: socket.socket | None = None
         self._reader: gevent.Greenlet | None = None
         self.closed = False
+        self._last_error: ProtocolError | None = None
         self.server_info: dict[str, Any] = {}
 
     def connect(self) -> "ServerConnection":
@@ -158,14 +159,17 @@ class ServerConnection:
         if waiter is not None:
             waiter.set(frame)
         elif rid is None and not frame.get("ok", True):
-            # An error the server could not tie to a request (e.g. our frame was garbled).
+            # An error the server could not tie to a request (our frame was garbled or too
+            # big, or a timeout): if the connection now closes, it is why.
+            self._last_error = ProtocolError.from_wire(frame.get("error"))
             log.warning("server error: %s", frame.get("error"))
 
     def _fail_all(self, error: BaseException | None) -> None:
         if self.closed:
             return
         self.closed = True
-        lost = ProtocolError(ErrorCode.UNAVAILABLE, f"connection to the server closed{f' ({error})' if error else ''}")
+        lost = self._last_error or ProtocolError(
+            ErrorCode.UNAVAILABLE, f"connection to the server closed{f' ({error})' if error else ''}")
         for waiter in list(self._waiting.values()):
             waiter.set({"ok": False, "error": lost.to_wire()})
         if self._sock is not None:

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 AUTH_TIMEOUT = 10.0
 MAX_PUSH_FRAME = 64 * 1024 * 1024
+PRE_AUTH_MAX_FRAME = 4 * 1024
 LOGIN_WAIT = 10.0
 
 
@@ -67,7 +68,8 @@ class PushListener:
             pass
 
     def _handle(self, sock: socket.socket, peer: Any) -> None:
-        decoder = FrameDecoder(MAX_PUSH_FRAME)
+        # Until the challenge is answered only that answer (~50 bytes) is expected.
+        decoder = FrameDecoder(PRE_AUTH_MAX_FRAME)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             challenge = new_challenge()
@@ -83,6 +85,9 @@ class PushListener:
             except gevent.Timeout:
                 self._refuse(sock, peer, "no answer to the challenge in time")
                 return
+            except ProtocolError as exc:
+                self._refuse(sock, peer, f"before authentication: {exc.message}")
+                return
             secret = self.secret()
             if secret is None or not verify(secret, challenge["nonce"], frames[0]):
                 # The server may push under a new login before its reply reached us: wait
@@ -94,6 +99,7 @@ class PushListener:
                 self._refuse(sock, peer, "wrong or missing push authentication")
                 return
             sock.sendall(encode({"op": "auth", "ok": True}))
+            decoder.max_frame_size = MAX_PUSH_FRAME
             self._deliver(frames[1:])
             while True:
                 data = sock.recv(256 * 1024)

@@ -41,12 +41,16 @@ class FrameDecoder:
     Each item returned is a decoded map, or a ``ProtocolError`` (``bad_request``) standing in
     for a body that is not a msgpack map: the length prefix still tells where the next frame
     starts, so the stream stays in sync and the caller can answer with an error and go on.
-    A declared length over ``max_frame_size`` raises a fatal ``too_large`` error before any of
-    that body is buffered, so a hostile length never costs memory.
+    A declared length over ``max_frame_size`` is fatal (``too_large``) and detected before any
+    of that body is buffered, so a hostile length never costs memory. The frames complete
+    before it are still returned, with the error kept in ``fatal``; ``feed`` raises it when
+    nothing precedes it and on every later call. ``max_frame_size`` may change between feeds
+    (servers allow bigger frames once a connection has logged in).
     """
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = max_frame_size
+        self.fatal: ProtocolError | None = None
         self._buffer = bytearray()
 
     @property
@@ -56,6 +60,8 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[dict[str, Any] | ProtocolError]:
         """Add received bytes; return every frame now complete, oldest first."""
+        if self.fatal is not None:
+            raise self.fatal
         buf = self._buffer
         buf += data
         frames: list[dict[str, Any] | ProtocolError] = []
@@ -63,9 +69,13 @@ class FrameDecoder:
         while len(buf) - start >= HEADER_SIZE:
             (length,) = _HEADER.unpack_from(buf, start)
             if length > self.max_frame_size:
-                raise ProtocolError(ErrorCode.TOO_LARGE,
-                                    f"frame of {length} bytes exceeds the limit of {self.max_frame_size}",
-                                    fatal=True)
+                self.fatal = ProtocolError(ErrorCode.TOO_LARGE,
+                                           f"frame of {length} bytes exceeds the limit of {self.max_frame_size}",
+                                           fatal=True)
+                buf.clear()
+                if not frames:
+                    raise self.fatal
+                return frames
             end = start + HEADER_SIZE + length
             if len(buf) < end:
                 break

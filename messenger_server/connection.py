@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECV_SIZE = 256 * 1024
+PRE_AUTH_MAX_FRAME = 8 * 1024
+DRAIN_SECONDS = 2.0
+DRAIN_BYTES = 32 * 1024 * 1024
 
 
 class ClientSession:
@@ -97,7 +100,8 @@ class ClientSession:
         return self.connected_at + config.auth_timeout, "not logged in in time; closing the connection"
 
     def _serve(self) -> None:
-        decoder = FrameDecoder(self.server.config.max_frame_size)
+        config = self.server.config
+        decoder = FrameDecoder(PRE_AUTH_MAX_FRAME)
         while not self.closing:
             deadline, why = self._deadline()
             try:
@@ -111,14 +115,37 @@ class ClientSession:
             try:
                 frames = decoder.feed(data)
             except ProtocolError as exc:  # fatal: the stream cannot be resynchronised
-                log.info("closing connection from %s: %s", self.peer_ip, exc.message)
-                self.send_error(None, exc)
+                self._close_with(exc)
                 return
             for frame in frames:
                 if isinstance(frame, ProtocolError):
                     self.send_error(None, frame)
                 else:
                     self._handle(frame)
+            if decoder.fatal is not None:   # an oversized frame followed the ones just served
+                self._close_with(decoder.fatal)
+                return
+            # Before login only small frames make sense (hello, register, login): a stranger
+            # must not make us buffer megabytes.
+            decoder.max_frame_size = config.max_frame_size if self.user_id else PRE_AUTH_MAX_FRAME
+
+    def _close_with(self, error: ProtocolError) -> None:
+        """Answer a fatal error, then close gracefully: stop writing and drain what the peer is
+        still sending (bounded), because closing with unread bytes sends a reset that can
+        destroy our error frame before the peer reads it."""
+        log.info("closing connection from %s: %s", self.peer_ip, error.message)
+        try:
+            self.send_error(None, error)
+            self.sock.shutdown(socket.SHUT_WR)
+            drained = 0
+            with gevent.Timeout(DRAIN_SECONDS, False):
+                while drained < DRAIN_BYTES:
+                    chunk = self.sock.recv(RECV_SIZE)
+                    if not chunk:
+                        break
+                    drained += len(chunk)
+        except OSError:
+            pass
 
     def _handle(self, message: dict[str, Any]) -> None:
         rid = request_id(message)

@@ -201,6 +201,21 @@ class Archive:
             raise ArchiveError(f"{path} is shorter than its committed size {committed_size}")
         return data + TAIL
 
+    def first_seq(self, room: Path, day: date) -> int | None:
+        """The seq of a day file's first record, reading only that line (committed or not:
+        an append never changes the first line)."""
+        room = self._room(room)
+        _check_day(day)
+        try:
+            with open(_day_path(room, day), "rb") as f:
+                if f.readline() != HEADER:
+                    return None
+                line = f.readline().rstrip(b"\n")
+        except FileNotFoundError:
+            return None
+        line = line[:-1] if line.endswith(b",") else line
+        return _seq_of(line) if line.startswith(b"{") and line.endswith(b"}") else None
+
     def list_days(self, room: Path) -> list[date]:
         """Days that have a file, ascending. This includes strays: a caller should drop days
         after its committed_day (or have ``repair`` delete them)."""
@@ -317,6 +332,42 @@ def filter_after(data: bytes, after_seq: int) -> bytes | None:
     if keep_from == end:
         return None
     return HEADER + data[keep_from:end] + TAIL
+
+
+def cut_day(data: bytes, before_seq: int | None = None, budget: int | None = None) -> tuple[bytes | None, bool]:
+    """The newest records of a DD.json with seq < ``before_seq`` whose lines fit in ``budget``
+    bytes (always at least one, so that a single big record still travels), as a valid DD.json;
+    and whether that is every record with seq < ``before_seq``. (None, True) when none is.
+    Like ``filter_after`` it walks back over whole lines, reading only each line's seq."""
+    bounds = _body(data)
+    if bounds is None:
+        data = HEADER + SEP.join(json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode()
+                                 for r in parse_day(data)) + TAIL
+        bounds = _body(data)
+        assert bounds is not None
+    start, end = bounds
+
+    def previous_line(pos: int) -> tuple[int, int]:
+        """(start of the line ending at ``pos``, end of the line before it or -1)."""
+        sep = data.rfind(SEP, start, pos)
+        return (start, -1) if sep < 0 else (sep + len(SEP), sep)
+
+    pos = end
+    while pos > start and before_seq is not None:        # skip records at or after before_seq
+        line, before = previous_line(pos)
+        if _seq_of(data[line:pos]) < before_seq:
+            break
+        pos = before if before >= 0 else start
+    if pos <= start:
+        return None, True
+    keep_to = keep_from = pos
+    while True:
+        line, before = previous_line(keep_from if keep_from == keep_to else keep_from - len(SEP))
+        if budget is not None and keep_from != keep_to and keep_to - line > budget:
+            return HEADER + data[keep_from:keep_to] + TAIL, False
+        keep_from = line
+        if before < 0:
+            return HEADER + data[keep_from:keep_to] + TAIL, True
 
 
 def last_seq_in(data: bytes) -> int | None:
