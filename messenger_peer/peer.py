@@ -379,9 +379,15 @@ class Peer:
         rooms = [{**room.to_wire(), "last_seq": seq} for room, seq in (known or {}).items()]
         return self.request("init", rooms=rooms)["chatroom_init_data"]
 
-    def history(self, room: RoomKey, before: str | None = None) -> dict[str, Any]:
-        """Up to 3 days of messages before ``before`` (YYYY-MM-DD; default: the newest)."""
-        return self.request("history", **room.to_wire(), **({"before": before} if before else {}))
+    def history(self, room: RoomKey, before: str | None = None, before_seq: int | None = None) -> dict[str, Any]:
+        """Up to 3 days of messages before ``before`` (YYYY-MM-DD; default: the newest). Pass a
+        reply's ``next_before`` and ``next_before_seq`` to get the page before it."""
+        fields: dict[str, Any] = {}
+        if before:
+            fields["before"] = before
+        if before_seq:
+            fields["before_seq"] = before_seq
+        return self.request("history", **room.to_wire(), **fields)
 
     def fetch(self, room: RoomKey, after_seq: int, limit: int = 1000) -> dict[str, Any]:
         """Messages with seq > ``after_seq`` (oldest first), for filling a gap."""
