@@ -97,3 +97,34 @@ def test_what_a_client_had_plus_the_init_diff_is_the_full_history(seeded, known)
     else:
         merged = had + diff
     assert merged == full
+
+
+def test_a_day_bigger_than_one_reply_comes_in_parts(server, peers, db):
+    kim = peers("kim")
+    reply = kim.create_room("big day")
+    key = RoomKey(reply["session_id"], reply["creator_id"])
+    # 260 messages of 60 KB on one day (~20 MB of base64): more than one reply may carry.
+    total = seed_history(db, server.data_dir / "archive", key, {dt.date(2026, 3, 1): 260, dt.date(2026, 3, 2): 5},
+                         text="{seq} " + "x" * 60_000)
+    seen: list[int] = []
+    page = kim.history(key)
+    pages = 1
+    while True:
+        seen = seqs(page["content"]) + seen
+        if page["beginning"]:
+            break
+        page = kim.history(key, before=page["next_before"], before_seq=page["next_before_seq"])
+        pages += 1
+        assert pages < 20
+    assert seen == list(range(1, total + 1))
+    assert pages >= 3, "the big day was split"
+    fetched, after = [], 0
+    while True:
+        reply = kim.fetch(key, after)
+        fetched += [m["seq"] for m in reply["messages"]]
+        if not reply["more"]:
+            break
+        after = fetched[-1]
+    assert fetched == list(range(1, total + 1))
+    entry = kim.init()[0]
+    assert entry["gap"] is True and seqs(entry["content"])[-1] == total
