@@ -66,13 +66,8 @@ def database_url(pg_admin_url: str, template_url: str) -> Iterator[str]:
 @pytest.fixture
 def db(database_url: str) -> Iterator[psycopg2.extensions.cursor]:
     """An autocommit cursor on the test's database, for checking what the server stored."""
-    conn = psycopg2.connect(database_url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            yield cur
-    finally:
-        conn.close()
+    with admin_connection(database_url) as cur:
+        yield cur
 
 
 @pytest.fixture
