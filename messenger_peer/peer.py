@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 EventHandler = Callable[[dict[str, Any]], None]
 RECONNECT_DELAYS = (0.2, 0.5, 1, 2, 5)
 UNKNOWN_ROOM_WAIT = 2.0
+REORDER_WAIT = 0.2
 GAP_RETRIES = 20
 
 
@@ -64,6 +65,7 @@ class Peer:
         self._pending: dict[RoomKey, dict[int, dict[str, Any]]] = defaultdict(dict)
         self._baseline: dict[RoomKey, int] = {}     # last seq of rooms with nothing cached
         self._login_settled = gevent.event.Event()  # cleared while a login is in flight
+        self._arrived = gevent.event.Event()        # a held message came in (see _fill_gap)
         self._login_settled.set()
         self._filling: dict[RoomKey, gevent.Greenlet] = {}
         self._reconnector: gevent.Greenlet | None = None
@@ -156,6 +158,7 @@ class Peer:
             self._deliver(room, [message])
             return
         self._pending[room][seq] = message
+        self._arrived.set()
         if room not in self._filling:
             self._filling[room] = gevent.spawn(self._fill_gap, room)
 
@@ -189,10 +192,17 @@ class Peer:
             if self._expected(room) is None and self._pending.get(room):
                 self._baseline[room] = min(self._pending[room]) - 1
             idle_rounds = 0
+            patience = time.monotonic() + REORDER_WAIT
             while self._pending.get(room):
                 last = self._expected(room) or 0
                 if min(self._pending[room]) == last + 1:
                     self._drain(room)
+                    continue
+                # With several server processes pushing, the missing message is usually a
+                # moment behind on another connection: wait a little before asking for it.
+                if time.monotonic() < patience:
+                    self._arrived.clear()
+                    self._arrived.wait(max(0.0, patience - time.monotonic()))
                     continue
                 reply = self.request("fetch", **room.to_wire(), after_seq=last)
                 # Init at a reconnect may have delivered some of these while we waited.
