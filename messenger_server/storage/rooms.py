@@ -6,7 +6,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-
 from messenger_protocol.messages import RoomKey
 
 Cursor = Any

@@ -23,11 +23,10 @@ import gevent
 import pytest
 from gevent import socket as gsocket
 
-from messenger_server.connection import PRE_AUTH_MAX_FRAME
-from messenger_protocol import encode
 from messenger_protocol import FrameDecoder, ProtocolError, encode
 from messenger_protocol.messages import OPS, RoomKey
 from messenger_peer import Peer
+from messenger_server.connection import PRE_AUTH_MAX_FRAME
 
 from ..support import PASSWORD, PNG_1PX
 
