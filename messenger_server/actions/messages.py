@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import gevent
 import gevent.event
@@ -32,6 +32,7 @@ from ..storage.pool import Pool
 from . import Caller, Reply, check_logged_in
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PREVIEW_CHARS = 100
 MAX_BATCH = 2000
@@ -206,9 +207,9 @@ class Messages:
             if not fresh:
                 return [], {}
             assigned = self._number(fresh, state.rooms)
-            appends = self._append(assigned, state.rooms)
-            new = room_db.finish_batch(cur, appends, [(m.room, m.user_id, m.seq) for _, m in assigned],
-                                       [(m.user_id, i.txn_id, m.room, m.seq, m.chat_time) for i, m in assigned])
+            new = self._append(assigned, state.rooms, lambda appends: room_db.finish_batch(
+                cur, appends, [(m.room, m.user_id, m.seq) for _, m in assigned],
+                [(m.user_id, i.txn_id, m.room, m.seq, m.chat_time) for i, m in assigned]))
             if len(new) != len(assigned):
                 self._restore({m.room for _, m in assigned}, state.rooms)
                 raise _TxnRace()
@@ -228,10 +229,12 @@ class Messages:
                                             item.content, when.isoformat(timespec="milliseconds"))))
         return out
 
-    def _append(self, assigned: list[tuple[_Pending, StoredMessage]],
-                rooms: dict[RoomKey, room_db.Room]) -> list[tuple]:
-        """Write every room's new records and fsync them all in parallel; return each room's
-        new state (key, last seq, time, user, type, preview, committed day and size)."""
+    def _append(self, assigned: list[tuple[_Pending, StoredMessage]], rooms: dict[RoomKey, room_db.Room],
+                meanwhile: Callable[[list[tuple]], T]) -> T:
+        """Write every room's new records and fsync them all in parallel threads; while they
+        sync, run ``meanwhile`` with each room's new state (key, last seq, time, user, type,
+        preview, committed day and size) — the database round trip that records it, which
+        needs no durable file yet because nothing commits before this returns."""
         by_room: dict[RoomKey, list[StoredMessage]] = defaultdict(list)
         for _, message in assigned:
             by_room[message.room].append(message)
@@ -256,11 +259,14 @@ class Messages:
             pool = gevent.get_hub().threadpool
             syncs = [pool.spawn(sync.sync) for sync in pending]
             failures = []
-            for done in syncs:       # wait for every thread before anything closes an fd
-                try:
-                    done.get()
-                except OSError as exc:
-                    failures.append(exc)
+            try:
+                result = meanwhile(updates)
+            finally:
+                for done in syncs:       # wait for every thread before anything closes an fd
+                    try:
+                        done.get()
+                    except OSError as exc:
+                        failures.append(exc)
             if failures:
                 raise failures[0]
         except (OSError, ArchiveError) as exc:
@@ -271,7 +277,7 @@ class Messages:
         finally:
             for sync in pending:
                 sync.close()   # no-op for the synced ones
-        return updates
+        return result
 
 
     def _restore(self, keys: set[RoomKey], rooms: dict[RoomKey, room_db.Room]) -> None:
