@@ -118,31 +118,15 @@ def seed_users(url: str, user_ids: list[str], pw_hash: str) -> None:
 def seed_history(url: str, archive_root: Path, key: tuple[str, str], days: dict[dt.date, int],
                  user_id: str, content: bytes) -> int:
     """Write ``days`` ({date: count}) of messages into an existing, empty room's archive and
-    record the committed state in SESSION_TB, as tests/support.py ``seed_history`` does (as if
-    the messages had been sent on those days). Returns the last seq."""
-    from messenger_server.storage.archive import Archive, make_record
-    archive = Archive(archive_root)
-    folder = archive.room_dir(*key)
-    seq, committed_day, size, last_time = 0, None, 0, None
-    for day in sorted(days):
-        records = []
-        for i in range(days[day]):
-            seq += 1
-            when = dt.datetime.combine(day, dt.time(9, 0), dt.timezone.utc) + dt.timedelta(seconds=i)
-            last_time = when.isoformat(timespec="milliseconds")
-            records.append(make_record(user_id, last_time, "text", content, seq))
-        size = archive.append(folder, day, records, committed_day, size)
-        committed_day = day
+    record the committed state in SESSION_TB (tests/support.py ``seed_history`` over its own
+    connection to ``url``). Returns the last seq."""
+    from tests.support import seed_history as seed
     conn = psycopg2.connect(url)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute("""UPDATE SESSION_TB SET LAST_SEQ = %s, LAST_TIME = %s, LAST_USER_ID = %s,
-                           LAST_TYPE = 'text', LAST_PREVIEW = %s, ARCHIVE_DAY = %s, ARCHIVE_SIZE = %s
-                           WHERE SESSION_ID = %s AND CREATOR_ID = %s""",
-                        (seq, last_time, user_id, content[:100].decode(), committed_day, size, *key))
+            return seed(cur, archive_root, key, days, user_id=user_id, content=content)
     finally:
         conn.close()
-    return seq
 
 
 @contextlib.contextmanager

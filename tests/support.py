@@ -168,10 +168,11 @@ def archive_messages(archive_root: Path, folder: str) -> list[dict]:
 
 
 def seed_history(cur, archive_root: Path, key, days: dict, user_id: str = "seeder",
-                 text: str = "seeded message {seq}") -> int:
+                 text: str = "seeded message {seq}", content: bytes | None = None) -> int:
     """Write ``days`` ({date: message count}, oldest first) into a room's archive directly and
     record the committed state in SESSION_TB, as if the messages had been sent on those days.
-    The room must exist and have no messages yet. Returns the last seq."""
+    Each message is ``text`` with its seq filled in, or the fixed ``content`` bytes when given.
+    The room must exist and have no messages yet. Returns the last seq. (bench/ uses it too.)"""
     import datetime as dt
     from messenger_server.storage.archive import Archive, make_record
     archive = Archive(archive_root)
@@ -183,13 +184,14 @@ def seed_history(cur, archive_root: Path, key, days: dict, user_id: str = "seede
             seq += 1
             when = dt.datetime.combine(day, dt.time(9, 0), dt.timezone.utc) + dt.timedelta(seconds=i)
             last_time = when.isoformat(timespec="milliseconds")
-            records.append(make_record(user_id, last_time, "text", text.format(seq=seq).encode(), seq))
+            body = content if content is not None else text.format(seq=seq).encode()
+            records.append(make_record(user_id, last_time, "text", body, seq))
         size = archive.append(folder, day, records, committed_day, size)
         committed_day = day
     cur.execute("""UPDATE SESSION_TB SET LAST_SEQ = %s, LAST_TIME = %s, LAST_USER_ID = %s, LAST_TYPE = 'text',
                    LAST_PREVIEW = %s, ARCHIVE_DAY = %s, ARCHIVE_SIZE = %s
                    WHERE SESSION_ID = %s AND CREATOR_ID = %s""",
-                (seq, last_time, user_id, text.format(seq=seq)[:100], committed_day, size, *key))
+                (seq, last_time, user_id, body.decode()[:100], committed_day, size, *key))
     return seq
 
 
