@@ -73,12 +73,6 @@ class HistoryCache:
             return msgs[-1]["seq"] if msgs else 0
         return self._state.get(room, {}).get("last_seq", 0)
 
-    def first_seq(self, room: RoomKey) -> int:
-        if self.root is None:
-            msgs = self._memory.get(room)
-            return msgs[0]["seq"] if msgs else 0
-        return self._state.get(room, {}).get("first_seq", 0)
-
     def messages(self, room: RoomKey) -> list[dict[str, Any]]:
         """The cached messages of a room, oldest first, content as bytes."""
         if self.root is None:

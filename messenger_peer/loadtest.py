@@ -567,7 +567,7 @@ class ServerUnderTest:
         with open(stderr_path, "ab") as err:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
                                     preexec_fn=_preexec_raise_nofile)
-        line = _read_line(proc, timeout)
+        line = read_line(proc, timeout)
         if not line.startswith("listening on "):
             proc.kill()
             proc.wait(10)
@@ -596,7 +596,8 @@ class ServerUnderTest:
         return status
 
 
-def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+def read_line(proc: subprocess.Popen, timeout: float) -> str:
+    """The first line the process writes on stdout, waiting at most ``timeout`` seconds."""
     import select
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout

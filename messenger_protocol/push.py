@@ -14,10 +14,6 @@ from typing import Any
 
 NONCE_BYTES = 32
 
-# Events a server pushes; docs/push.md describes each.
-EVENTS = ("message", "invited", "members_joined", "member_left", "room_renamed", "room_image", "read")
-
-
 def new_challenge() -> dict[str, Any]:
     """The listener's first frame."""
     return {"op": "challenge", "nonce": os.urandom(NONCE_BYTES)}

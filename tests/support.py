@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from typing import Callable, Iterator, TypeVar
 
 import gevent
 import psycopg2
+
+from messenger_peer.loadtest import read_line
 
 T = TypeVar("T")
 START_TIMEOUT = 60.0
@@ -76,30 +77,13 @@ class ServerProcess:
         env.pop("MESSENGER_DATABASE_URL", None)
         with open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, env=env)
-        line = self._read_line(START_TIMEOUT)
+        line = read_line(self.proc, START_TIMEOUT)
         if not line.startswith("listening on "):
             self.proc.kill()
             raise AssertionError(f"server did not start: {line!r}\n{self.stderr()}")
         host, port_text = line.split()[-1].rsplit(":", 1)
         self.address = (host, int(port_text))
         return self
-
-    def _read_line(self, timeout: float) -> str:
-        assert self.proc is not None and self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        buf = b""
-        fd = self.proc.stdout.fileno()
-        while not buf.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return buf.decode(errors="replace")
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if ready:
-                chunk = os.read(fd, 1)
-                if not chunk:
-                    break
-                buf += chunk
-        return buf.decode(errors="replace").strip()
 
     def stderr(self) -> str:
         try:
