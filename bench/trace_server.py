@@ -37,8 +37,6 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg2  # noqa: E402
-import psycopg2.extensions  # noqa: E402
 
 SAMPLES: dict[str, list[float]] = defaultdict(list)
 COUNTS: dict[str, list[int]] = defaultdict(list)
@@ -67,32 +65,12 @@ _WORDS = re.compile(r"\s+")
 def statement_name(sql) -> str:
     text = sql.decode(errors="replace") if isinstance(sql, bytes) else str(sql)
     text = _WORDS.sub(" ", text).strip()
+    if text.upper().startswith("BEGIN;"):      # the pool opens transactions this way
+        text = text[6:].strip()
     words = text.split(" ")
     head = " ".join(words[:2]).upper()
     table = next((w for w in words if w.upper().endswith("_TB")), "")
     return f"sql {head} {table}".strip()
-
-
-class TimedCursor(psycopg2.extensions.cursor):
-    def execute(self, query, vars=None):
-        start = time.perf_counter()
-        try:
-            return super().execute(query, vars)
-        finally:
-            record(statement_name(query), time.perf_counter() - start)
-
-
-class TimedConnection(psycopg2.extensions.connection):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.cursor_factory = TimedCursor
-
-    def commit(self):
-        start = time.perf_counter()
-        try:
-            return super().commit()
-        finally:
-            record("sql COMMIT", time.perf_counter() - start)
 
 
 def install() -> None:
@@ -100,12 +78,21 @@ def install() -> None:
     from messenger_server.storage import archive, pool
     from messenger_server import push
 
-    original_connect = psycopg2.connect
+    class TimedCursor(pool._TxCursor):
+        def execute(self, query, vars=None):
+            start = time.perf_counter()
+            try:
+                return super().execute(query, vars)
+            finally:
+                record(statement_name(query), time.perf_counter() - start)
 
-    def connect(*args, **kwargs):
-        kwargs.setdefault("connection_factory", TimedConnection)
-        return original_connect(*args, **kwargs)
-    pool.psycopg2.connect = connect          # the pool's module-level name
+        def end(self, command):
+            start = time.perf_counter()
+            try:
+                return super().end(command)
+            finally:
+                record(f"sql {command}", time.perf_counter() - start)
+    pool._TxCursor = TimedCursor             # the pool's module-level name
 
     archive.PendingSync.sync = timed("archive fsync (one file, in a thread)")(archive.PendingSync.sync)
     messages.Messages._append = timed("_append (writes + parallel fsyncs + size update)")(messages.Messages._append)

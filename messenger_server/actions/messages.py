@@ -23,6 +23,7 @@ import psycopg2
 from messenger_protocol import ErrorCode, ProtocolError
 from messenger_protocol.messages import RoomKey
 
+from ..audience import AudienceCache, RoomAudience
 from ..config import Config
 from ..limits import Limits
 from ..media import check_image
@@ -82,8 +83,10 @@ class Messages:
     """The ``send`` op and its commit pipeline."""
 
     def __init__(self, config: Config, pool: Pool, archive: Archive, limits: Limits,
-                 on_committed: Callable[[list[StoredMessage], dict[RoomKey, list[str]]], None]) -> None:
+                 on_committed: Callable[[list[StoredMessage], dict[RoomKey, RoomAudience]], None],
+                 audiences: AudienceCache | None = None) -> None:
         self.config = config
+        self.audiences = audiences if audiences is not None else AudienceCache()
         self.pool = pool
         self.archive = archive
         self.on_committed = on_committed
@@ -159,8 +162,8 @@ class Messages:
                     except Exception:
                         log.exception("handing messages to the push hub failed")
 
-    def _commit(self, batch: list[_Pending]) -> tuple[list[StoredMessage], dict[RoomKey, list[str]]]:
-        """Store a batch; return the stored messages and, per room, its members at commit
+    def _commit(self, batch: list[_Pending]) -> tuple[list[StoredMessage], dict[RoomKey, RoomAudience]]:
+        """Store a batch; return the stored messages and, per room, its audience at commit
         time (who should receive them)."""
         # Two sends with one (user, txn) in a batch: the later is answered like a retry.
         firsts: dict[tuple[str, str], _Pending] = {}
@@ -185,21 +188,23 @@ class Messages:
         return [message for _, message in assigned], audience
 
     def _commit_once(self, todo: list[_Pending]
-                     ) -> tuple[list[tuple[_Pending, StoredMessage]], dict[RoomKey, list[str]]]:
+                     ) -> tuple[list[tuple[_Pending, StoredMessage]], dict[RoomKey, RoomAudience]]:
         """One transaction in three round trips: lock and read, record the batch (after its
-        archive files are written and synced), commit. Raises _TxnRace (rolling back) when
-        another process stored one of the txn ids after our read."""
+        archive files are written and synced), commit; a fourth only when a room's audience
+        changed since this process last read it. Raises _TxnRace (rolling back) when another
+        process stored one of the txn ids after our read."""
         if not todo:
             return [], {}
         with self.pool.transaction("send.batch") as cur:
             state = room_db.lock_batch(cur, {i.room for i in todo}, [(i.user_id, i.txn_id) for i in todo])
+            audience = self.audiences.current(cur, {k: r.audience_version for k, r in state.rooms.items()})
             fresh = []
             for item in todo:
                 earlier = state.txns.get((item.user_id, item.txn_id))
                 if earlier is not None:
                     room, seq, chat_time = earlier
                     item.result.set({**room.to_wire(), "seq": seq, "chat_time": chat_time})
-                elif item.user_id not in state.members.get(item.room, ()):
+                elif item.room not in audience or item.user_id not in audience[item.room].members:
                     item.result.set_exception(ProtocolError(
                         ErrorCode.FORBIDDEN, f"you are not a member of room {item.room.folder}"))
                 else:
@@ -213,7 +218,7 @@ class Messages:
             if len(new) != len(assigned):
                 self._restore({m.room for _, m in assigned}, state.rooms)
                 raise _TxnRace()
-        return assigned, {m.room: state.members[m.room] for _, m in assigned}
+        return assigned, {m.room: audience[m.room] for _, m in assigned}
 
     def _number(self, todo: list[_Pending], rooms: dict[RoomKey, room_db.Room]
                 ) -> list[tuple[_Pending, StoredMessage]]:

@@ -11,7 +11,7 @@ from messenger_protocol.messages import RoomKey
 Cursor = Any
 
 _ROOM_COLUMNS = """SESSION_ID, CREATOR_ID, SESSION_NM, HAS_IMAGE, LAST_SEQ, LAST_TIME, LAST_USER_ID,
-                   LAST_TYPE, LAST_PREVIEW, ARCHIVE_DAY, ARCHIVE_SIZE, CREATED_AT"""
+                   LAST_TYPE, LAST_PREVIEW, ARCHIVE_DAY, ARCHIVE_SIZE, CREATED_AT, AUDIENCE_VERSION"""
 
 
 @dataclass
@@ -30,6 +30,7 @@ class Room:
     archive_day: dt.date | None
     archive_size: int
     created_at: dt.datetime
+    audience_version: int = 0   # bumped by every change of who hears the room (see bump_audience)
 
 
 def _room(row: tuple) -> Room:
@@ -69,18 +70,13 @@ class BatchState:
     """What one send batch needs to know, read under the rooms' locks in one round trip."""
 
     rooms: dict[RoomKey, Room]
-    members: dict[RoomKey, list[str]]
     txns: dict[tuple[str, str], tuple[RoomKey, int, str]]
 
 
 def lock_batch(cur: Cursor, keys: Iterable[RoomKey], txns: Iterable[tuple[str, str]]) -> BatchState:
     """Lock the rooms (key order: processes never deadlock) and read, in the same round trip,
-    their members and any earlier sends with these (user, txn) ids.
-
-    The locked rows are the newest versions (LAST_SEQ and the archive sizes are exact); the
-    members are as of the statement's start, and invites and leaves take the room lock too,
-    so they cannot change under a batch that holds it.
-    """
+    any earlier sends with these (user, txn) ids. The locked rows are the newest versions
+    (LAST_SEQ, the archive sizes and AUDIENCE_VERSION are exact)."""
     keys = sorted(set(keys))
     txns = sorted(set(txns))
     cur.execute(f"""WITH locked AS (
@@ -88,28 +84,41 @@ def lock_batch(cur: Cursor, keys: Iterable[RoomKey], txns: Iterable[tuple[str, s
                         WHERE (SESSION_ID, CREATOR_ID) IN (SELECT * FROM unnest(%s::varchar[], %s::varchar[]))
                         ORDER BY SESSION_ID, CREATOR_ID FOR UPDATE)
                     SELECT (SELECT json_agg(json_build_array({_ROOM_COLUMNS})) FROM locked),
-                           (SELECT json_agg(json_build_array(r.SESSION_ID, r.CREATOR_ID, r.USER_ID))
-                            FROM SESSION_USER_RELATION_TB r
-                            JOIN locked l ON l.SESSION_ID = r.SESSION_ID AND l.CREATOR_ID = r.CREATOR_ID),
                            (SELECT json_agg(json_build_array(t.USER_ID, t.TXN_ID, t.SESSION_ID, t.CREATOR_ID,
                                                              t.SEQ, t.CHAT_TIME))
                             FROM SEND_TXN_TB t
                             JOIN unnest(%s::varchar[], %s::varchar[]) AS k(u, x)
                               ON t.USER_ID = k.u AND t.TXN_ID = k.x)""",
                 ([k[0] for k in keys], [k[1] for k in keys], [u for u, _ in txns], [x for _, x in txns]))
-    room_rows, member_rows, txn_rows = cur.fetchone()
+    room_rows, txn_rows = cur.fetchone()
     rooms = {}
     for row in room_rows or ():
-        sid, cid, name, has_image, last_seq, last_time, user, ctype, prev, day, size, created = row
+        sid, cid, name, has_image, last_seq, last_time, user, ctype, prev, day, size, created, version = row
         rooms[RoomKey(sid, cid)] = Room(
             RoomKey(sid, cid), name, has_image, last_seq,
             dt.datetime.fromisoformat(last_time) if last_time else None, user, ctype, prev,
-            dt.date.fromisoformat(day) if day else None, size, dt.datetime.fromisoformat(created))
-    members: dict[RoomKey, list[str]] = {k: [] for k in rooms}
-    for sid, cid, uid in member_rows or ():
-        members[RoomKey(sid, cid)].append(uid)
+            dt.date.fromisoformat(day) if day else None, size, dt.datetime.fromisoformat(created), version)
     earlier = {(u, x): (RoomKey(s, c), seq, t) for u, x, s, c, seq, t in txn_rows or ()}
-    return BatchState(rooms, members, earlier)
+    return BatchState(rooms, earlier)
+
+
+def bump_audience(cur: Cursor, *, rooms: Iterable[RoomKey] = (), users: Iterable[str] = ()) -> None:
+    """Record that who hears these rooms, or every room of these users, changed (membership,
+    or a member's sessions). The rows are locked in key order, like a send batch locks them,
+    so this waits for a batch in flight and a later batch sees the new version."""
+    keys = sorted(set(rooms))
+    user_ids = sorted(set(users))
+    if not keys and not user_ids:
+        return
+    cur.execute("""WITH locked AS (
+                       SELECT SESSION_ID, CREATOR_ID FROM SESSION_TB
+                       WHERE (SESSION_ID, CREATOR_ID) IN (SELECT * FROM unnest(%s::varchar[], %s::varchar[]))
+                          OR (SESSION_ID, CREATOR_ID) IN (SELECT SESSION_ID, CREATOR_ID FROM SESSION_USER_RELATION_TB
+                                                          WHERE USER_ID = ANY(%s::varchar[]))
+                       ORDER BY SESSION_ID, CREATOR_ID FOR UPDATE)
+                   UPDATE SESSION_TB s SET AUDIENCE_VERSION = s.AUDIENCE_VERSION + 1
+                   FROM locked l WHERE s.SESSION_ID = l.SESSION_ID AND s.CREATOR_ID = l.CREATOR_ID""",
+                ([k[0] for k in keys], [k[1] for k in keys], user_ids))
 
 
 def finish_batch(cur: Cursor, appends: list[tuple], reads: list[tuple[RoomKey, str, int]],
@@ -146,13 +155,19 @@ def add_members(cur: Cursor, key: RoomKey, user_ids: Iterable[str], read_seq: in
     cur.execute("""INSERT INTO SESSION_USER_RELATION_TB (SESSION_ID, CREATOR_ID, USER_ID, READ_SEQ)
                    SELECT %s, %s, u, %s FROM unnest(%s::varchar[]) AS u
                    ON CONFLICT DO NOTHING RETURNING USER_ID""", (*key, read_seq, ids))
-    return sorted(row[0] for row in cur.fetchall())
+    added = sorted(row[0] for row in cur.fetchall())
+    if added:
+        bump_audience(cur, rooms=[key])
+    return added
 
 
 def remove_member(cur: Cursor, key: RoomKey, user_id: str) -> bool:
     cur.execute("""DELETE FROM SESSION_USER_RELATION_TB
                    WHERE SESSION_ID = %s AND CREATOR_ID = %s AND USER_ID = %s RETURNING 1""", (*key, user_id))
-    return cur.fetchone() is not None
+    if cur.fetchone() is None:
+        return False
+    bump_audience(cur, rooms=[key])
+    return True
 
 
 def is_member(cur: Cursor, key: RoomKey, user_id: str) -> bool:
@@ -227,4 +242,5 @@ def rooms_of_user(cur: Cursor, user_id: str) -> list[RoomSummary]:
                     WHERE r.USER_ID = %s
                     ORDER BY COALESCE(s.LAST_TIME, s.CREATED_AT) DESC, s.SESSION_ID DESC, s.CREATOR_ID""",
                 (user_id,))
-    return [RoomSummary(_room(row[:12]), row[12], row[13]) for row in cur.fetchall()]
+    n = len(_ROOM_COLUMNS.split(","))
+    return [RoomSummary(_room(row[:n]), row[n], row[n + 1]) for row in cur.fetchall()]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .rooms import bump_audience
+
 Cursor = Any
 
 
@@ -56,7 +58,7 @@ def open_session(cur: Cursor, token_hash: bytes, user_id: str, listen_ip: str | 
                        (TOKEN_HASH, USER_ID, LISTEN_IP, LISTEN_PORT, PUSH_SECRET, SERVER_ID, LISTEN_TLS_FP)
                    VALUES (%s, %s, %s, %s, %s, %s, %s)""",
                 (token_hash, user_id, listen_ip, listen_port, push_secret, server_id, listen_tls_fp))
-    _refresh_login_address(cur, user_id)
+    _sessions_changed(cur, [user_id])
 
 
 def close_session(cur: Cursor, token_hash: bytes) -> str | None:
@@ -67,7 +69,7 @@ def close_session(cur: Cursor, token_hash: bytes) -> str | None:
     row = cur.fetchone()
     if row is None:
         return None
-    _refresh_login_address(cur, row[0])
+    _sessions_changed(cur, [row[0]])
     return row[0]
 
 
@@ -76,17 +78,21 @@ def close_server_sessions(cur: Cursor, server_id: str) -> list[str]:
     cur.execute("""UPDATE USER_SESSION_TB SET ONLINE = false, LAST_SEEN = now()
                    WHERE SERVER_ID = %s AND ONLINE RETURNING USER_ID""", (server_id,))
     users = sorted({row[0] for row in cur.fetchall()})
-    for user_id in users:
-        _refresh_login_address(cur, user_id)
+    _sessions_changed(cur, users)
     return users
 
 
-def _refresh_login_address(cur: Cursor, user_id: str) -> None:
+def _sessions_changed(cur: Cursor, user_ids: list[str]) -> None:
+    """After sessions of these users opened or closed: point USER_TB's address at the newest
+    live session, and tell every server process's audience cache (rooms.bump_audience)."""
+    if not user_ids:
+        return
     # A row sub-select that finds nothing assigns NULLs: offline in the original's terms.
-    cur.execute("""UPDATE USER_TB SET (LOGIN_IP, LOGIN_PORT) =
-                       (SELECT LISTEN_IP, LISTEN_PORT FROM USER_SESSION_TB
-                        WHERE USER_ID = %s AND ONLINE ORDER BY CREATED_AT DESC LIMIT 1)
-                   WHERE USER_ID = %s""", (user_id, user_id))
+    cur.execute("""UPDATE USER_TB u SET (LOGIN_IP, LOGIN_PORT) =
+                       (SELECT LISTEN_IP, LISTEN_PORT FROM USER_SESSION_TB s
+                        WHERE s.USER_ID = u.USER_ID AND ONLINE ORDER BY CREATED_AT DESC LIMIT 1)
+                   WHERE u.USER_ID = ANY(%s::varchar[])""", (sorted(user_ids),))
+    bump_audience(cur, users=user_ids)
 
 
 def register_server(cur: Cursor, server_id: str, stale_after: float) -> list[str]:
