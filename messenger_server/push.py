@@ -47,6 +47,7 @@ HANDSHAKE_TIMEOUT = 5.0
 MAX_QUEUED_FRAMES = 10_000
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 MAX_DROPPED_REMEMBERED = 100_000
+YIELD_EVERY = 64
 
 
 class PeerLink:
@@ -63,6 +64,8 @@ class PeerLink:
         self.via_relay = False
         self.closed = False
         self.writing = False     # the greenlet is in the middle of a write: no direct sends
+        # The socket's send while connected to the listener over plain TCP, else None.
+        self.direct: Callable[..., int] | None = None
         self.greenlet = gevent.spawn(self._run)
 
     def push(self, data: bytes) -> None:
@@ -71,9 +74,9 @@ class PeerLink:
         pushes on a healthy link cost one send() and no switch."""
         if self.closed:
             return
-        if self.direct and not self.queue and not self.writing:
+        if self.direct is not None and not self.queue and not self.writing:
             try:
-                sent = self.sock.send(data, 0, 0.0)   # type: ignore[union-attr]  # never waits
+                sent = self.direct(data, 0, 0.0)     # gevent's send with timeout 0: never waits
             except BlockingIOError:
                 sent = 0
             except OSError:
@@ -87,12 +90,6 @@ class PeerLink:
         self.queue.append(data)
         self.queued_bytes += len(data)
         self.wake.set()
-
-    @property
-    def direct(self) -> bool:
-        """Connected to the listener over plain TCP (gevent's send takes a timeout there)."""
-        return (self.sock is not None and self.target.tls_fingerprint is None
-                and not self.via_session and not self.via_relay)
 
     def _connect(self) -> bool:
         """Open and authenticate the listener connection; False when it cannot be reached."""
@@ -119,6 +116,8 @@ class PeerLink:
             log.info("listener of %s at %s:%s unreachable: %s", t.user_id, t.listen_ip, t.listen_port, exc)
             return False
         self.sock = sock
+        if t.tls_fingerprint is None:
+            self.direct = sock.send
         return True
 
     def _run(self) -> None:
@@ -182,6 +181,7 @@ class PeerLink:
             self.hub.drop(self, "its session connection failed")
 
     def _close_socket(self) -> None:
+        self.direct = None
         if self.sock is not None:
             try:
                 self.sock.close()
@@ -288,18 +288,13 @@ class PushHub:
         return by_user
 
     def _fan_out_messages(self, messages: list["StoredMessage"], audience: dict[RoomKey, "RoomAudience"]) -> None:
-        # Each message is encoded once; each session gets all of its frames of the batch in
-        # one write.
-        out: dict[bytes, tuple[Target, list[bytes]]] = {}
+        # Each message is encoded once, and a room's frames of the batch are joined once:
+        # every session of the room gets the same bytes in one write.
+        by_room: dict[RoomKey, list[bytes]] = {}
         for message in messages:
-            frame = encode(push_frame("message", message.to_wire()))
-            for target in audience[message.room].targets:
-                entry = out.get(target.token_hash)
-                if entry is None:
-                    entry = out[target.token_hash] = (target, [])
-                entry[1].append(frame)
-        for target, frames in out.values():
-            self._deliver((target,), b"".join(frames), len(frames))
+            by_room.setdefault(message.room, []).append(encode(push_frame("message", message.to_wire())))
+        for room, frames in by_room.items():
+            self._deliver(audience[room].targets, b"".join(frames), len(frames))
 
     def _fan_out_event(self, event: str, room: RoomKey, data: dict[str, Any], audience: list[str]) -> None:
         sessions = self._sessions(audience)
@@ -308,12 +303,17 @@ class PushHub:
             self._deliver(sessions.get(user_id, ()), frame)
 
     def _deliver(self, targets: Iterable[Target], data: bytes, frames: int = 1) -> None:
-        for target in targets:
-            if target.token_hash in self.dropped:
-                continue
-            link = self.links.get(target.token_hash)
+        links, dropped = self.links, self.dropped
+        for n, target in enumerate(targets, 1):
+            if n % YIELD_EVERY == 0:
+                # A big room's fan-out is a long stretch of CPU; let the commit pipeline's
+                # round trips complete in between, or every sender waits for the whole of it.
+                gevent.sleep(0)
+            link = links.get(target.token_hash)
             if link is None:
-                link = self.links[target.token_hash] = PeerLink(self, target)
+                if target.token_hash in dropped:
+                    continue
+                link = links[target.token_hash] = PeerLink(self, target)
             link.push(data)
             self.delivered += frames
 

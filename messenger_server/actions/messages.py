@@ -1,12 +1,13 @@
 """Sending messages: checks, then a group-commit pipeline that stores many sends at once.
 
-Each ``send`` is validated in its own greenlet and queued; one committer greenlet takes every
-queued send at once and, in one PostgreSQL transaction, checks membership, finds retried
-transaction ids, locks the rooms (in key order, so processes never deadlock), numbers the
-messages from the rooms' LAST_SEQ, appends them to the day files, fsyncs every touched file
-in parallel, records the new committed archive sizes, and commits. Only then is each send
-acknowledged and handed to the push hub. While one batch commits the next one fills, so
-under load the cost of a commit and an fsync is shared by many messages.
+Each ``send`` is validated in its own greenlet and queued; a committer greenlet takes every
+queued send at once and, in one PostgreSQL transaction, locks the rooms (in key order, so
+processes never deadlock), finds retried transaction ids, checks membership against the
+rooms' cached audiences (audience.py), numbers the messages from the rooms' LAST_SEQ, appends
+them to the day files, fsyncs every touched file in parallel, records the new committed
+archive sizes, and commits. Only then is each send acknowledged and handed to the push hub.
+While one batch commits the next one fills, so under load the cost of a commit and an fsync
+is shared by many messages.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any, Callable, TypeVar
 
 import gevent
 import gevent.event
+from gevent.threadpool import ThreadPool
 import psycopg2
 
 from messenger_protocol import ErrorCode, ProtocolError
@@ -37,6 +39,8 @@ T = TypeVar("T")
 
 PREVIEW_CHARS = 100
 MAX_BATCH = 2000
+COMMIT_LANES = 1   # more lanes measured slower on 2 cores: smaller batches, same CPU (BENCHMARKS.md)
+SYNC_THREADS = 64
 TXN_RACE_ATTEMPTS = 5
 
 
@@ -93,14 +97,19 @@ class Messages:
         self.limits = limits
         self._queue: list[_Pending] = []
         self._wake = gevent.event.Event()
-        self._committer: gevent.Greenlet | None = None
+        self._committers: list[gevent.Greenlet] = []
+        self._in_flight: set[RoomKey] = set()    # rooms of the batches being committed
+        # fdatasyncs of different files overlap (the file system joins them into one journal
+        # commit); a batch of many rooms should not queue them behind a few threads.
+        self._sync_pool = ThreadPool(SYNC_THREADS)
 
     def start(self) -> None:
-        self._committer = gevent.spawn(self._commit_loop)
+        self._committers = [gevent.spawn(self._commit_loop) for _ in range(COMMIT_LANES)]
 
     def stop(self) -> None:
-        if self._committer is not None:
-            self._committer.kill()
+        for committer in self._committers:
+            committer.kill()
+        self._sync_pool.kill()
 
     # -- the op --------------------------------------------------------------------------
     def check_content(self, chat_type: str, content: bytes) -> None:
@@ -134,33 +143,57 @@ class Messages:
         return pending.result.get()
 
     # -- the pipeline --------------------------------------------------------------------
+    # Commit lanes: several committers, each taking every queued send whose room is not in a
+    # batch being committed. One room's batches are thus committed (and pushed) one after
+    # the other, in order, while batches of other rooms go on beside them instead of waiting
+    # for an fsync and a COMMIT they have no part in.
     def _commit_loop(self) -> None:
         while True:
-            self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                try:
-                    committed, audience = self._commit(batch)
-                except ProtocolError as exc:
-                    for item in batch:
-                        if not item.result.ready():
-                            item.result.set_exception(exc)
-                    continue
-                except Exception as exc:
-                    log.exception("commit of %d messages failed", len(batch))
-                    error = ProtocolError(ErrorCode.UNAVAILABLE if isinstance(exc, (OSError, psycopg2.Error))
-                                          else ErrorCode.INTERNAL,
-                                          "the message was not stored; retry with the same txn_id")
-                    for item in batch:
-                        if not item.result.ready():
-                            item.result.set_exception(error)
-                    continue
+            batch = self._take()
+            if not batch:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            rooms = {item.room for item in batch}
+            self._in_flight |= rooms
+            try:
+                committed, audience = self._store(batch)
                 if committed:
                     try:
                         self.on_committed(committed, audience)
                     except Exception:
                         log.exception("handing messages to the push hub failed")
+            finally:
+                self._in_flight -= rooms
+                if self._queue:
+                    self._wake.set()
+
+    def _take(self) -> list[_Pending]:
+        """Up to MAX_BATCH queued sends of rooms not in flight, in arrival order."""
+        if not self._in_flight:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            return batch
+        batch, rest = [], []
+        for item in self._queue:
+            (batch if item.room not in self._in_flight and len(batch) < MAX_BATCH else rest).append(item)
+        self._queue = rest
+        return batch
+
+    def _store(self, batch: list[_Pending]) -> tuple[list[StoredMessage], dict[RoomKey, RoomAudience]]:
+        """Commit a batch; on failure answer every send in it with the error."""
+        try:
+            return self._commit(batch)
+        except ProtocolError as exc:
+            error = exc
+        except Exception as exc:
+            log.exception("commit of %d messages failed", len(batch))
+            error = ProtocolError(ErrorCode.UNAVAILABLE if isinstance(exc, (OSError, psycopg2.Error))
+                                  else ErrorCode.INTERNAL,
+                                  "the message was not stored; retry with the same txn_id")
+        for item in batch:
+            if not item.result.ready():
+                item.result.set_exception(error)
+        return [], {}
 
     def _commit(self, batch: list[_Pending]) -> tuple[list[StoredMessage], dict[RoomKey, RoomAudience]]:
         """Store a batch; return the stored messages and, per room, its audience at commit
@@ -261,7 +294,7 @@ class Messages:
                 last = messages[-1]
                 updates.append((key, last.seq, last.chat_time, last.user_id, last.chat_type,
                                 preview(last.chat_type, last.content), day, size))
-            pool = gevent.get_hub().threadpool
+            pool = self._sync_pool
             syncs = [pool.spawn(sync.sync) for sync in pending]
             failures = []
             try:
