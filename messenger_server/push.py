@@ -47,7 +47,6 @@ HANDSHAKE_TIMEOUT = 5.0
 MAX_QUEUED_FRAMES = 10_000
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 MAX_DROPPED_REMEMBERED = 100_000
-YIELD_EVERY = 64
 
 
 class PeerLink:
@@ -304,11 +303,7 @@ class PushHub:
 
     def _deliver(self, targets: Iterable[Target], data: bytes, frames: int = 1) -> None:
         links, dropped = self.links, self.dropped
-        for n, target in enumerate(targets, 1):
-            if n % YIELD_EVERY == 0:
-                # A big room's fan-out is a long stretch of CPU; let the commit pipeline's
-                # round trips complete in between, or every sender waits for the whole of it.
-                gevent.sleep(0)
+        for target in targets:
             link = links.get(target.token_hash)
             if link is None:
                 if target.token_hash in dropped:
