@@ -129,6 +129,12 @@ def finish_batch(cur: Cursor, appends: list[tuple], reads: list[tuple[RoomKey, s
     given means another process stored one meanwhile."""
     def values(template: str, rows: Iterable[tuple]) -> str:
         return ",".join(cur.mogrify(template, row).decode() for row in rows)
+    # UPDATE ... FROM applies one arbitrary row per target when a (room, user) repeats, so a
+    # sender with several messages in the batch would not reliably move to its last one.
+    last_read: dict[tuple[RoomKey, str], int] = {}
+    for key, user, seq in reads:
+        last_read[key, user] = max(seq, last_read.get((key, user), seq))
+    reads = [(key, user, seq) for (key, user), seq in last_read.items()]
     sql = f"""UPDATE SESSION_TB s SET LAST_SEQ = v.seq, LAST_TIME = v.t, LAST_USER_ID = v.u, LAST_TYPE = v.ty,
                                       LAST_PREVIEW = v.p, ARCHIVE_DAY = v.d, ARCHIVE_SIZE = v.sz
               FROM (VALUES {values("(%s, %s, %s::bigint, %s::timestamptz, %s, %s, %s, %s::date, %s::bigint)",
