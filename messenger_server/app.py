@@ -29,6 +29,7 @@ from .push import PushHub
 from .recovery import repair_archive
 from .relay import PushRelay
 from .storage import migrate, users
+from .storage import rooms as room_db
 from .storage.archive import Archive
 from .storage.embedded import EmbeddedPostgres
 from .storage.pool import Pool
@@ -70,7 +71,7 @@ class Server:
         applied = migrate.migrate(dsn)
         if applied:
             log.info("database schema migrated: %s", applied)
-        self.pool = Pool(dsn, size=config.pool_size)
+        self.pool = Pool(dsn, size=config.pool_size, on_connect=room_db.prepare_statements)
         with self.pool.transaction("server.register") as cur:
             users.register_server(cur, self.server_id, STALE_SERVER_SECONDS)
         self.archive = Archive(config.archive_root)

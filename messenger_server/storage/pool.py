@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import gevent.queue
 import psycopg2
@@ -51,8 +51,12 @@ class _TxCursor(psycopg2.extensions.cursor):
 class Pool:
     """At most ``size`` connections; callers wait (up to ``timeout``) when all are busy."""
 
-    def __init__(self, dsn: str, size: int = 10, timeout: float = 10.0) -> None:
+    def __init__(self, dsn: str, size: int = 10, timeout: float = 10.0,
+                 on_connect: Callable[[psycopg2.extensions.cursor], None] | None = None) -> None:
+        """``on_connect`` runs on every new connection before first use (session settings,
+        prepared statements)."""
         self.dsn = dsn
+        self.on_connect = on_connect
         self.size = size
         self.timeout = timeout
         self._idle: gevent.queue.LifoQueue = gevent.queue.LifoQueue()
@@ -63,6 +67,13 @@ class Pool:
         try:
             conn = psycopg2.connect(self.dsn, application_name="messenger-server")
             conn.autocommit = True     # transactions are opened by _TxCursor
+            if self.on_connect is not None:
+                try:
+                    with conn.cursor() as cur:
+                        self.on_connect(cur)
+                except BaseException:
+                    conn.close()
+                    raise
         except _CONNECTION_ERRORS as exc:
             raise ProtocolError(ErrorCode.UNAVAILABLE,
                                 "the database is unavailable; try again shortly") from exc

@@ -73,12 +73,67 @@ class BatchState:
     txns: dict[tuple[str, str], tuple[RoomKey, int, str]]
 
 
+# Most send batches touch one room (every batch of a busy single room does). Their two
+# statements are prepared once per connection: PostgreSQL then skips parsing and analysis,
+# and we skip building a VALUES list. They run with plan_cache_mode = force_custom_plan: a
+# generic plan is fixed by the table sizes when it is first chosen, and one chosen while
+# SEND_TXN_TB was small scans the whole table on every batch once it is large.
+_PREPARED = {
+    "send_lock_one": f"""(varchar, varchar, varchar[], varchar[]) AS
+        WITH locked AS (SELECT {_ROOM_COLUMNS} FROM SESSION_TB
+                        WHERE SESSION_ID = $1 AND CREATOR_ID = $2 FOR UPDATE)
+        SELECT locked.*,
+               (SELECT json_agg(json_build_array(t.USER_ID, t.TXN_ID, t.SESSION_ID, t.CREATOR_ID,
+                                                 t.SEQ, t.CHAT_TIME))
+                FROM SEND_TXN_TB t JOIN unnest($3, $4) AS k(u, x) ON t.USER_ID = k.u AND t.TXN_ID = k.x)
+        FROM (SELECT) AS one LEFT JOIN locked ON true""",
+    "send_finish_one": """(varchar, varchar, bigint, timestamptz, varchar, varchar, varchar, date, bigint,
+                           varchar[], bigint[], varchar[], varchar[], bigint[], varchar[]) AS
+        WITH room AS (UPDATE SESSION_TB SET LAST_SEQ = $3, LAST_TIME = $4, LAST_USER_ID = $5,
+                             LAST_TYPE = $6, LAST_PREVIEW = $7, ARCHIVE_DAY = $8, ARCHIVE_SIZE = $9
+                      WHERE SESSION_ID = $1 AND CREATOR_ID = $2),
+             reads AS (UPDATE SESSION_USER_RELATION_TB r SET READ_SEQ = GREATEST(r.READ_SEQ, v.seq)
+                       FROM unnest($10, $11) AS v(uid, seq)
+                       WHERE r.SESSION_ID = $1 AND r.CREATOR_ID = $2 AND r.USER_ID = v.uid)
+        INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME)
+        SELECT u, x, $1, $2, seq, t FROM unnest($12, $13, $14, $15) AS v(u, x, seq, t)
+        ON CONFLICT DO NOTHING RETURNING USER_ID, TXN_ID""",
+}
+
+
+def prepare_statements(cur: Cursor) -> None:
+    """Set up a new connection for the send path (see _PREPARED); one round trip."""
+    cur.execute("SET plan_cache_mode = force_custom_plan;"
+                + "".join(f"PREPARE {name}{body};" for name, body in _PREPARED.items()))
+
+
+def _room_from_row(row: tuple | list) -> Room:
+    """A Room from the _ROOM_COLUMNS values, as a row or as json_build_array gives them."""
+    sid, cid, name, has_image, last_seq, last_time, user, ctype, prev, day, size, created, version = row
+    if isinstance(created, str):
+        last_time = dt.datetime.fromisoformat(last_time) if last_time else None
+        day = dt.date.fromisoformat(day) if day else None
+        created = dt.datetime.fromisoformat(created)
+    return Room(RoomKey(sid, cid), name, has_image, last_seq, last_time, user, ctype, prev, day, size,
+                created, version)
+
+
+def _earlier_txns(rows: Iterable[list] | None) -> dict[tuple[str, str], tuple[RoomKey, int, str]]:
+    return {(u, x): (RoomKey(s, c), seq, t) for u, x, s, c, seq, t in rows or ()}
+
+
 def lock_batch(cur: Cursor, keys: Iterable[RoomKey], txns: Iterable[tuple[str, str]]) -> BatchState:
     """Lock the rooms (key order: processes never deadlock) and read, in the same round trip,
     any earlier sends with these (user, txn) ids. The locked rows are the newest versions
     (LAST_SEQ, the archive sizes and AUDIENCE_VERSION are exact)."""
     keys = sorted(set(keys))
     txns = sorted(set(txns))
+    if len(keys) == 1:
+        cur.execute("EXECUTE send_lock_one(%s, %s, %s, %s)",
+                    (*keys[0], [u for u, _ in txns], [x for _, x in txns]))
+        *room_row, txn_rows = cur.fetchone()
+        rooms = {keys[0]: _room_from_row(room_row)} if room_row[0] is not None else {}
+        return BatchState(rooms, _earlier_txns(txn_rows))
     cur.execute(f"""WITH locked AS (
                         SELECT {_ROOM_COLUMNS} FROM SESSION_TB
                         WHERE (SESSION_ID, CREATOR_ID) IN (SELECT * FROM unnest(%s::varchar[], %s::varchar[]))
@@ -91,15 +146,8 @@ def lock_batch(cur: Cursor, keys: Iterable[RoomKey], txns: Iterable[tuple[str, s
                               ON t.USER_ID = k.u AND t.TXN_ID = k.x)""",
                 ([k[0] for k in keys], [k[1] for k in keys], [u for u, _ in txns], [x for _, x in txns]))
     room_rows, txn_rows = cur.fetchone()
-    rooms = {}
-    for row in room_rows or ():
-        sid, cid, name, has_image, last_seq, last_time, user, ctype, prev, day, size, created, version = row
-        rooms[RoomKey(sid, cid)] = Room(
-            RoomKey(sid, cid), name, has_image, last_seq,
-            dt.datetime.fromisoformat(last_time) if last_time else None, user, ctype, prev,
-            dt.date.fromisoformat(day) if day else None, size, dt.datetime.fromisoformat(created), version)
-    earlier = {(u, x): (RoomKey(s, c), seq, t) for u, x, s, c, seq, t in txn_rows or ()}
-    return BatchState(rooms, earlier)
+    rooms = {room.key: room for room in map(_room_from_row, room_rows or ())}
+    return BatchState(rooms, _earlier_txns(txn_rows))
 
 
 def bump_audience(cur: Cursor, *, rooms: Iterable[RoomKey] = (), users: Iterable[str] = ()) -> None:
@@ -135,6 +183,14 @@ def finish_batch(cur: Cursor, appends: list[tuple], reads: list[tuple[RoomKey, s
     for key, user, seq in reads:
         last_read[key, user] = max(seq, last_read.get((key, user), seq))
     reads = [(key, user, seq) for (key, user), seq in last_read.items()]
+    if len(appends) == 1 and all(key == appends[0][0] for key, _, _ in reads) \
+            and all(key == appends[0][0] for _, _, key, _, _ in txns):
+        key, *last = appends[0]
+        cur.execute("EXECUTE send_finish_one(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (*key, *last, [u for _, u, _ in reads], [seq for _, _, seq in reads],
+                     [u for u, *_ in txns], [x for _, x, *_ in txns], [seq for *_, seq, _ in txns],
+                     [t for *_, t in txns]))
+        return {(u, x) for u, x in cur.fetchall()}
     sql = f"""UPDATE SESSION_TB s SET LAST_SEQ = v.seq, LAST_TIME = v.t, LAST_USER_ID = v.u, LAST_TYPE = v.ty,
                                       LAST_PREVIEW = v.p, ARCHIVE_DAY = v.d, ARCHIVE_SIZE = v.sz
               FROM (VALUES {values("(%s, %s, %s::bigint, %s::timestamptz, %s, %s, %s, %s::date, %s::bigint)",

@@ -3,29 +3,51 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from messenger_protocol.messages import RoomKey
 from messenger_server.storage import rooms as room_db
 from messenger_server.storage import users as user_db
 
 
-def test_finish_batch_moves_read_to_each_senders_last_message(db) -> None:
-    """Two messages of one sender in one batch: the read position ends at the later one,
-    whatever order PostgreSQL joins the rows in."""
+@pytest.mark.parametrize("room_count", [1, 2], ids=["one-room statements", "many-room statements"])
+def test_send_batch_records_rooms_reads_and_txns(db, room_count: int) -> None:
+    """A batch's lock and finish statements, on the prepared one-room path and the general
+    path: rooms and earlier txns are read back, and a sender with two messages in the batch
+    ends at the later one, whatever order PostgreSQL joins the rows in."""
+    room_db.prepare_statements(db)
     for user in ("alice", "bob"):
         assert user_db.create_user(db, user, user, "x")
-    key = RoomKey("20261124-0001", "alice")
-    room_db.insert_room(db, key, "club", False)
-    room_db.add_members(db, key, ["alice", "bob"])
+    keys = [RoomKey(f"20261124-000{n}", "alice") for n in range(1, room_count + 1)]
+    for key in keys:
+        room_db.insert_room(db, key, "club", False)
+        room_db.add_members(db, key, ["alice", "bob"])
     now = dt.datetime.now(dt.timezone.utc)
-    day = now.date()
-    appends = [(key, 4, now, "alice", "text", "hi", day, 400)]
+    key = keys[0]
+
+    state = room_db.lock_batch(db, keys, [("alice", "t1"), ("bob", "t2")])
+    assert sorted(state.rooms) == sorted(keys) and state.txns == {}
+    assert state.rooms[key].last_seq == 0 and state.rooms[key].name == "club"
+
+    appends = [(k, 4, now, "alice", "text", "hi", now.date(), 400) for k in keys]
     # The later message listed first and last, so neither "first" nor "last" row wins by luck.
     reads = [(key, "alice", 4), (key, "alice", 1), (key, "bob", 2), (key, "alice", 3)]
     txns = [("alice", f"t{n}", key, n, now.isoformat()) for n in (1, 3, 4)] + [("bob", "t2", key, 2, now.isoformat())]
+    assert room_db.finish_batch(db, appends, reads, txns) == {
+        ("alice", "t1"), ("alice", "t3"), ("alice", "t4"), ("bob", "t2")}
+    # The same txn ids again are not new: a retried send finds its first reply instead.
+    assert room_db.finish_batch(db, appends, reads, txns) == set()
 
-    new = room_db.finish_batch(db, appends, reads, txns)
-
-    assert new == {("alice", "t1"), ("alice", "t3"), ("alice", "t4"), ("bob", "t2")}
     positions = {m.user_id: m.read_seq for m in room_db.room_members(db, key)}
     assert positions == {"alice": 4, "bob": 2}
-    assert room_db.get_room(db, key).last_seq == 4
+    room = room_db.get_room(db, key)
+    assert (room.last_seq, room.last_user_id, room.last_preview, room.archive_size) == (4, "alice", "hi", 400)
+    again = room_db.lock_batch(db, keys, [("alice", "t3"), ("bob", "t9")])
+    assert again.rooms[key].last_seq == 4
+    assert again.txns == {("alice", "t3"): (key, 3, now.isoformat())}
+
+
+def test_lock_batch_of_a_missing_room_finds_nothing(db) -> None:
+    room_db.prepare_statements(db)
+    state = room_db.lock_batch(db, [RoomKey("20261124-0009", "nobody")], [("nobody", "t1")])
+    assert state.rooms == {} and state.txns == {}
