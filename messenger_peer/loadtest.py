@@ -892,6 +892,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     else:
         if args.start_server:
             data_dir = args.data_dir or tempfile.mkdtemp(prefix="messenger-loadtest-")
+            os.makedirs(data_dir, exist_ok=True)
             os.chmod(data_dir, 0o755)     # the embedded PostgreSQL may run as another user
             argv = [sys.executable, "-m", "messenger_server", "--host", "127.0.0.1", "--port", "0",
                     "--data-dir", data_dir]

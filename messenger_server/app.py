@@ -229,6 +229,8 @@ class Server:
         if getattr(self, "messages", None) is not None:
             self.messages.stop()
             self.push.stop()
+            log.info("pushed %d deliveries; %d message batches joined an earlier fan-out",
+                     self.push.delivered, self.push.merged)
             self.relay.stop()
             self.accounts.passwords.close()
         if self.pool is not None:

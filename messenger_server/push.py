@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import logging
 import ssl
+import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import gevent
@@ -47,6 +48,12 @@ HANDSHAKE_TIMEOUT = 5.0
 MAX_QUEUED_FRAMES = 10_000
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 MAX_DROPPED_REMEMBERED = 100_000
+# Pacing of big fan-outs (see PushHub._paced): after a fan-out that took at least
+# PACE_MIN_COST seconds, the next one waits until PACE_FACTOR times that has passed, at most
+# PACE_MAX_WAIT, and takes every batch committed meanwhile in one go.
+PACE_FACTOR = 2.0
+PACE_MIN_COST = 0.001
+PACE_MAX_WAIT = 0.025
 
 
 class PeerLink:
@@ -237,6 +244,8 @@ class PushHub:
         self._work: gevent.queue.Queue = gevent.queue.Queue()
         self._worker = gevent.spawn(self._work_loop)
         self.delivered = 0
+        self.merged = 0           # message batches fanned out together with an earlier one
+        self._next_fan_out = 0.0  # perf_counter time before which a fan-out is paced
 
     # -- inputs (called after commit) ----------------------------------------------------
     def messages_committed(self, messages: list["StoredMessage"], audience: dict[RoomKey, "RoomAudience"]) -> None:
@@ -266,13 +275,55 @@ class PushHub:
             kind, payload = self._work.get()
             try:
                 if kind == "messages":
-                    self._fan_out_messages(*payload)
+                    self._paced(*payload)
                 else:
                     self._fan_out_event(*payload)
             except ProtocolError as exc:   # the database is down: pushes are lost, init catches up
                 log.warning("push fan-out skipped: %s", exc.message)
             except Exception:
                 log.exception("push fan-out failed")
+
+    def _paced(self, messages: list["StoredMessage"], audience: dict[RoomKey, "RoomAudience"]) -> None:
+        """Fan out a batch, or, right after a big fan-out, wait a little and fan out every
+        batch committed meanwhile together.
+
+        A fan-out runs in this process's one thread and holds up everything else, the
+        commits of the next batches included; in a big busy room it would take most of the
+        process's time, a few frames per write. Waiting PACE_FACTOR times its cost keeps
+        fan-out to about a third of the time and joins the next batches' frames into the
+        same writes, so each peer gets fewer, bigger writes (less CPU here and in the peer)
+        and the senders' acknowledgements come sooner. A room that is not busy never waits:
+        the wait applies only within a moment of a fan-out that took over PACE_MIN_COST."""
+        wait = min(self._next_fan_out - time.perf_counter(), PACE_MAX_WAIT)
+        if wait > 0:
+            gevent.sleep(wait)
+            messages, audience = self._merge_queued(messages, audience)
+        started = time.perf_counter()
+        self._fan_out_messages(messages, audience)
+        cost = time.perf_counter() - started
+        self._next_fan_out = started + cost * (1 + PACE_FACTOR) if cost >= PACE_MIN_COST else 0.0
+
+    def _merge_queued(self, messages: list["StoredMessage"], audience: dict[RoomKey, "RoomAudience"]
+                      ) -> tuple[list["StoredMessage"], dict[RoomKey, "RoomAudience"]]:
+        """Add the message batches queued right behind this one (commit order kept; a room
+        event, or a room whose audience changed in between, ends the run)."""
+        messages = list(messages)
+        audience = dict(audience)
+        while True:
+            try:
+                kind, payload = self._work.peek_nowait()
+            except gevent.queue.Empty:
+                break
+            if kind != "messages":
+                break
+            more, more_audience = payload
+            if any(room in audience and audience[room] is not a for room, a in more_audience.items()):
+                break
+            self._work.get_nowait()
+            messages.extend(more)
+            audience.update(more_audience)
+            self.merged += 1
+        return messages, audience
 
     # Who hears of a room event is fixed at commit time (the audience); which of their
     # sessions are online is looked up now, so a session that logged in after the commit

@@ -4,6 +4,7 @@ line a benchmark script parses is there and sane."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -85,3 +86,22 @@ def test_percentile_is_nearest_rank():
     values = sorted(float(v) for v in range(1, 101))
     assert [loadtest.percentile(values, q) for q in (50, 95, 99, 100)] == [50.0, 95.0, 99.0, 100.0]
     assert loadtest.percentile([], 50) is None
+
+
+@pytest.mark.database
+def test_a_big_busy_room_loses_nothing_when_fan_outs_are_paced(server_factory, capsys):
+    """300 members and 5 closed-loop senders: each fan-out costs over a millisecond, so the
+    hub paces them and joins batches committed meanwhile (push.py). Every member still gets
+    every message once."""
+    server = server_factory(*loadtest.RELAXED_LIMITS, "--log-level", "info")
+    host, port = server.address
+    status, result, out = run_loadtest(
+        capsys, "--server", f"{host}:{port}", "--members", "300", "--senders", "5",
+        "--messages", "300", "--size", "64")
+    assert status == 0, out
+    check_complete(result, peers=300, messages=300)
+    server.stop()
+    pushed = re.search(r"pushed (\d+) deliveries; (\d+) message batches joined", server.stderr())
+    assert pushed is not None, server.stderr()[-2000:]
+    assert int(pushed[1]) >= 300 * 300       # plus the load test's warm-up messages
+    assert int(pushed[2]) > 0, "no fan-out was paced: the test no longer covers joined batches"
