@@ -58,6 +58,11 @@ class AudienceCache:
                 out[key] = self._store(key, RoomAudience(versions[key], frozenset(members), tuple(targets)))
         return out
 
+    def cached(self, key: RoomKey, version: int) -> RoomAudience | None:
+        """The room's audience if it is cached at ``version``."""
+        entry = self._rooms.get(key)
+        return entry if entry is not None and entry.version == version else None
+
     def _store(self, key: RoomKey, entry: RoomAudience) -> RoomAudience:
         self._rooms[key] = entry
         self._rooms.move_to_end(key)

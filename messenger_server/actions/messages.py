@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, TypeVar
 
 import gevent
@@ -30,7 +31,7 @@ from ..config import Config
 from ..limits import Limits
 from ..media import check_image
 from ..storage import rooms as room_db
-from ..storage.archive import Archive, ArchiveError, make_record
+from ..storage.archive import Archive, ArchiveError, make_record, size_after
 from ..storage.pool import Pool
 from . import Caller, Reply, check_logged_in
 
@@ -46,6 +47,17 @@ TXN_RACE_ATTEMPTS = 5
 
 class _TxnRace(Exception):
     """Another process stored one of the batch's txn ids between our read and our insert."""
+
+
+class _NotAsKnown(Exception):
+    """A room's row changed since this process last committed to it (or a txn id repeats):
+    the batch goes the locking way instead."""
+
+
+MAX_KNOWN_ROOMS = 10_000
+# After another process wrote a room under us, its batches take the locking way for a while
+# (two processes sending to one room would otherwise pay a wasted round trip each time).
+CONTENDED_SECONDS = 1.0
 
 
 @dataclass
@@ -99,6 +111,9 @@ class Messages:
         self._wake = gevent.event.Event()
         self._committers: list[gevent.Greenlet] = []
         self._in_flight: set[RoomKey] = set()    # rooms of the batches being committed
+        # Each room's row as of this process's last commit to it (see _commit_known).
+        self._known: dict[RoomKey, room_db.Room] = {}
+        self._contended: dict[RoomKey, float] = {}
         # fdatasyncs of different files overlap (the file system joins them into one journal
         # commit); a batch of many rooms should not queue them behind a few threads.
         self._sync_pool = ThreadPool(SYNC_THREADS)
@@ -222,12 +237,19 @@ class Messages:
 
     def _commit_once(self, todo: list[_Pending]
                      ) -> tuple[list[tuple[_Pending, StoredMessage]], dict[RoomKey, RoomAudience]]:
-        """One transaction in three round trips: lock and read, record the batch (after its
+        """One transaction in three round trips: lock and read, record the batch (while its
         archive files are written and synced), commit; a fourth only when a room's audience
-        changed since this process last read it. Raises _TxnRace (rolling back) when another
-        process stored one of the txn ids after our read."""
+        changed since this process last read it; two when _commit_known can take the batch.
+        Raises _TxnRace (rolling back) when another process stored one of the txn ids after
+        our read."""
         if not todo:
             return [], {}
+        known = self._commit_known(todo)
+        if known is not None:
+            return known
+        for item in todo:
+            self._known.pop(item.room, None)
+        recorded: list[tuple] = []
         with self.pool.transaction("send.batch") as cur:
             state = room_db.lock_batch(cur, {i.room for i in todo}, [(i.user_id, i.txn_id) for i in todo])
             audience = self.audiences.current(cur, {k: r.audience_version for k, r in state.rooms.items()})
@@ -245,13 +267,69 @@ class Messages:
             if not fresh:
                 return [], {}
             assigned = self._number(fresh, state.rooms)
-            new = self._append(assigned, state.rooms, lambda appends: room_db.finish_batch(
-                cur, appends, [(m.room, m.user_id, m.seq) for _, m in assigned],
-                [(m.user_id, i.txn_id, m.room, m.seq, m.chat_time) for i, m in assigned]))
+
+            def record(appends: list[tuple]) -> set[tuple[str, str]]:
+                recorded.extend(appends)
+                return room_db.finish_batch(cur, appends, [(m.room, m.user_id, m.seq) for _, m in assigned],
+                                            [(m.user_id, i.txn_id, m.room, m.seq, m.chat_time) for i, m in assigned])
+            new = self._append(assigned, state.rooms, record)
             if len(new) != len(assigned):
                 self._restore({m.room for _, m in assigned}, state.rooms)
                 raise _TxnRace()
+        self._remember(state.rooms, recorded)
         return assigned, {m.room: audience[m.room] for _, m in assigned}
+
+    def _commit_known(self, todo: list[_Pending]
+                      ) -> tuple[list[tuple[_Pending, StoredMessage]], dict[RoomKey, RoomAudience]] | None:
+        """A one-room batch of a room this process committed to last, in two round trips
+        instead of three: number the messages from the remembered row, record the batch with
+        an UPDATE that applies only if the row is still as remembered (taking its lock), then
+        write and sync the files, then COMMIT. None when the batch must take the locking
+        way (another room, nothing remembered, a sender not in the remembered audience, or
+        the row moved), with nothing written."""
+        key = todo[0].room
+        if any(item.room != key for item in todo):
+            return None
+        known = self._known.pop(key, None)
+        if known is None or self._contended.get(key, 0.0) > time.monotonic():
+            return None
+        audience = self.audiences.cached(key, known.audience_version)
+        if audience is None or any(item.user_id not in audience.members for item in todo):
+            return None
+        rooms = {key: known}
+        assigned = self._number(todo, rooms)
+        reads = [(key, m.user_id, m.seq) for _, m in assigned]
+        txns = [(m.user_id, i.txn_id, key, m.seq, m.chat_time) for i, m in assigned]
+        recorded: list[tuple] = []
+
+        def record(appends: list[tuple]) -> None:
+            outcome = room_db.finish_known_batch(cur, known, appends[0], reads, txns)
+            if outcome != "ok":
+                if outcome == "moved":
+                    self._contended[key] = time.monotonic() + CONTENDED_SECONDS
+                raise _NotAsKnown(outcome)
+            recorded.extend(appends)
+
+        try:
+            with self.pool.transaction("send.known") as cur:
+                self._append(assigned, rooms, lambda appends: None, before_write=record)
+        except _NotAsKnown:
+            return None
+        self._remember(rooms, recorded)
+        return assigned, {key: audience}
+
+    def _remember(self, rooms: dict[RoomKey, room_db.Room], recorded: list[tuple]) -> None:
+        """Keep each room's row as this batch committed it (``recorded``: the rooms' new
+        state, as _append hands it to the database)."""
+        for key, seq, chat_time, user, chat_type, last_preview, day, size in recorded:
+            self._known[key] = replace(rooms[key], last_seq=seq, last_time=dt.datetime.fromisoformat(chat_time),
+                                       last_user_id=user, last_type=chat_type, last_preview=last_preview,
+                                       archive_day=day, archive_size=size)
+            self._contended.pop(key, None)
+        while len(self._known) > MAX_KNOWN_ROOMS:
+            self._known.pop(next(iter(self._known)))
+        if len(self._contended) > MAX_KNOWN_ROOMS:
+            self._contended.clear()
 
     def _number(self, todo: list[_Pending], rooms: dict[RoomKey, room_db.Room]
                 ) -> list[tuple[_Pending, StoredMessage]]:
@@ -268,32 +346,43 @@ class Messages:
         return out
 
     def _append(self, assigned: list[tuple[_Pending, StoredMessage]], rooms: dict[RoomKey, room_db.Room],
-                meanwhile: Callable[[list[tuple]], T]) -> T:
+                meanwhile: Callable[[list[tuple]], T],
+                before_write: Callable[[list[tuple]], None] | None = None) -> T:
         """Write every room's new records and fsync them all in parallel threads; while they
         sync, run ``meanwhile`` with each room's new state (key, last seq, time, user, type,
         preview, committed day and size) — the database round trip that records it, which
-        needs no durable file yet because nothing commits before this returns."""
+        needs no durable file yet because nothing commits before this returns.
+        ``before_write``, given the same, runs before any byte is written."""
         by_room: dict[RoomKey, list[StoredMessage]] = defaultdict(list)
         for _, message in assigned:
             by_room[message.room].append(message)
-        pending = []
+        writes = []
         updates = []
+        for key, messages in by_room.items():
+            folder = self.archive.room_dir(*key)
+            room = rooms[key]
+            day, size = room.archive_day, room.archive_size
+            # Messages of one batch may straddle midnight: one append per day, in order.
+            for msg_day, group in _by_day(messages):
+                if day is not None and msg_day < day:
+                    msg_day = day      # the clock went back; never write into a closed day
+                records = [make_record(m.user_id, m.chat_time, m.chat_type, m.content, m.seq) for m in group]
+                writes.append((folder, msg_day, records, day, size))
+                size = size_after(msg_day, records, day, size)
+                day = msg_day
+            last = messages[-1]
+            updates.append((key, last.seq, last.chat_time, last.user_id, last.chat_type,
+                            preview(last.chat_type, last.content), day, size))
+        if before_write is not None:
+            before_write(updates)
+        pending = []
         try:
-            for key, messages in by_room.items():
-                folder = self.archive.room_dir(*key)
-                room = rooms[key]
-                day, size = room.archive_day, room.archive_size
-                # Messages of one batch may straddle midnight: one append per day, in order.
-                for msg_day, group in _by_day(messages):
-                    if day is not None and msg_day < day:
-                        msg_day = day      # the clock went back; never write into a closed day
-                    records = [make_record(m.user_id, m.chat_time, m.chat_type, m.content, m.seq) for m in group]
-                    size, sync = self.archive.write_records(folder, msg_day, records, day, size)
-                    pending.append(sync)
-                    day = msg_day
-                last = messages[-1]
-                updates.append((key, last.seq, last.chat_time, last.user_id, last.chat_type,
-                                preview(last.chat_type, last.content), day, size))
+            for folder, day, records, committed_day, committed_size in writes:
+                expected = size_after(day, records, committed_day, committed_size)
+                size, sync = self.archive.write_records(folder, day, records, committed_day, committed_size)
+                pending.append(sync)
+                if size != expected:
+                    raise ArchiveError(f"{folder}: wrote up to {size}, expected {expected}")
             pool = self._sync_pool
             syncs = [pool.spawn(sync.sync) for sync in pending]
             failures = []
@@ -316,7 +405,6 @@ class Messages:
             for sync in pending:
                 sync.close()   # no-op for the synced ones
         return result
-
 
     def _restore(self, keys: set[RoomKey], rooms: dict[RoomKey, room_db.Room]) -> None:
         """After a failed write (disk full, I/O error) put the files back to their committed

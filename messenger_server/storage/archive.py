@@ -292,6 +292,15 @@ class Archive:
 
 
 # -- records and day files (pure functions on bytes) -------------------------------------------
+def size_after(day: date, records: Sequence[bytes], committed_day: date | None, committed_size: int) -> int:
+    """The day file's size once ``Archive.write_records`` has appended ``records`` (pure: lets
+    a writer record the new committed size before it writes)."""
+    data = sum(map(len, records)) + len(SEP) * (len(records) - 1)
+    if day == committed_day:
+        return committed_size + len(SEP) + data
+    return len(HEADER) + data + len(TAIL)
+
+
 def make_record(user_id: str, chat_time: str, chat_type: str, content: bytes, seq: int) -> bytes:
     """One record as compact JSON bytes with SPEC's key order; ``seq`` last (see ``_seq_of``)."""
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:

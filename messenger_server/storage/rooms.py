@@ -98,6 +98,27 @@ _PREPARED = {
         INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME)
         SELECT u, x, $1, $2, seq, t FROM unnest($12, $13, $14, $15) AS v(u, x, seq, t)
         ON CONFLICT DO NOTHING RETURNING USER_ID, TXN_ID""",
+    # The whole batch of a room whose state this process already knows: the UPDATE takes
+    # the row lock and applies only if the row is still as known (nobody else wrote the room
+    # or changed who hears it); the read positions and txn ids follow only then.
+    "send_known_one": """(varchar, varchar, bigint, timestamptz, varchar, varchar, varchar, date, bigint,
+                          bigint, date, bigint, bigint,
+                          varchar[], bigint[], varchar[], varchar[], bigint[], varchar[]) AS
+        WITH room AS (UPDATE SESSION_TB SET LAST_SEQ = $3, LAST_TIME = $4, LAST_USER_ID = $5,
+                             LAST_TYPE = $6, LAST_PREVIEW = $7, ARCHIVE_DAY = $8, ARCHIVE_SIZE = $9
+                      WHERE SESSION_ID = $1 AND CREATOR_ID = $2 AND LAST_SEQ = $10
+                        AND ARCHIVE_DAY IS NOT DISTINCT FROM $11 AND ARCHIVE_SIZE = $12
+                        AND AUDIENCE_VERSION = $13
+                      RETURNING 1),
+             reads AS (UPDATE SESSION_USER_RELATION_TB r SET READ_SEQ = GREATEST(r.READ_SEQ, v.seq)
+                       FROM unnest($14, $15) AS v(uid, seq)
+                       WHERE r.SESSION_ID = $1 AND r.CREATOR_ID = $2 AND r.USER_ID = v.uid
+                         AND EXISTS (SELECT FROM room)),
+             txns AS (INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME)
+                      SELECT u, x, $1, $2, seq, t FROM unnest($16, $17, $18, $19) AS v(u, x, seq, t)
+                      WHERE EXISTS (SELECT FROM room)
+                      ON CONFLICT DO NOTHING RETURNING 1)
+        SELECT (SELECT count(*) FROM room), (SELECT count(*) FROM txns)""",
 }
 
 
@@ -148,6 +169,28 @@ def lock_batch(cur: Cursor, keys: Iterable[RoomKey], txns: Iterable[tuple[str, s
     room_rows, txn_rows = cur.fetchone()
     rooms = {room.key: room for room in map(_room_from_row, room_rows or ())}
     return BatchState(rooms, _earlier_txns(txn_rows))
+
+
+def finish_known_batch(cur: Cursor, known: Room, append: tuple, reads: list[tuple[RoomKey, str, int]],
+                       txns: list[tuple[str, str, RoomKey, int, str]]) -> str:
+    """Record a one-room batch numbered from ``known`` (this process's copy of the room's
+    row) without a lock round trip. Returns "ok"; "moved" when the row is no longer as
+    known (nothing was written); "repeated" when a txn id was stored before (the caller
+    must roll back: the rest was written)."""
+    last_read: dict[str, int] = {}
+    for _, user, seq in reads:
+        last_read[user] = max(seq, last_read.get(user, seq))
+    key, *last = append
+    cur.execute("EXECUTE send_known_one(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                "%s, %s, %s, %s, %s, %s)",
+                (*key, *last, known.last_seq, known.archive_day, known.archive_size, known.audience_version,
+                 list(last_read), list(last_read.values()),
+                 [u for u, *_ in txns], [x for _, x, *_ in txns], [seq for *_, seq, _ in txns],
+                 [t for *_, t in txns]))
+    rooms, stored = cur.fetchone()
+    if not rooms:
+        return "moved"
+    return "ok" if stored == len(txns) else "repeated"
 
 
 def bump_audience(cur: Cursor, *, rooms: Iterable[RoomKey] = (), users: Iterable[str] = ()) -> None:

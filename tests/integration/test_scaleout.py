@@ -119,3 +119,25 @@ def test_worker_killed_under_load_loses_nothing(server_factory, tmp_path):
     wait_for(lambda: len(psutil.Process(server.proc.pid).children()) == 2, 30, "the worker to be replaced")
     for p in peers:
         p.close()
+
+
+def test_processes_taking_turns_on_one_room_never_overwrite_each_other(server_factory, tmp_path):
+    """Each process remembers a room's row from its own last commit and records its next
+    batch only if the row is unchanged (messages.py, _commit_known). Strict turns between two
+    processes make every remembered row stale: each send must notice and still take the next
+    seq, with nothing in the shared archive overwritten."""
+    (s1, s2), archive = two_servers(server_factory, tmp_path)
+    alice, bob = logged_in_peer(s1, "alice"), logged_in_peer(s2, "bob")
+    reply = alice.create_room("turns", invite=["bob"])
+    key = RoomKey(reply["session_id"], reply["creator_id"])
+    sent = []
+    for i in range(30):
+        peer = (alice, alice, bob)[i % 3]       # two in a row on s1: one fast, one stale
+        text = f"turn {i}"
+        assert peer.send_text(key, text)["seq"] == i + 1
+        sent.append(text)
+    records = archive_messages(archive, key.folder)
+    assert [r["seq"] for r in records] == list(range(1, 31))
+    assert [base64.b64decode(r["content"]).decode() for r in records] == sent
+    for p in (alice, bob):
+        p.close()

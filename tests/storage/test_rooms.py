@@ -51,3 +51,32 @@ def test_lock_batch_of_a_missing_room_finds_nothing(db) -> None:
     room_db.prepare_statements(db)
     state = room_db.lock_batch(db, [RoomKey("20261124-0009", "nobody")], [("nobody", "t1")])
     assert state.rooms == {} and state.txns == {}
+
+
+def test_known_batch_applies_only_to_the_row_as_known(db) -> None:
+    room_db.prepare_statements(db)
+    for user in ("alice", "bob"):
+        assert user_db.create_user(db, user, user, "x")
+    key = RoomKey("20261124-0001", "alice")
+    room_db.insert_room(db, key, "club", False)
+    room_db.add_members(db, key, ["alice", "bob"])
+    known = room_db.get_room(db, key)
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def batch(seq: int, txn: str) -> tuple:
+        return ((key, seq, now, "alice", "text", "hi", now.date(), 100 * seq),
+                [(key, "alice", seq)], [("alice", txn, key, seq, now.isoformat())])
+
+    assert room_db.finish_known_batch(db, known, *batch(1, "t1")) == "ok"
+    assert room_db.get_room(db, key).last_seq == 1
+    # The same known row again: it moved (seq 1 is stored), and nothing is written.
+    assert room_db.finish_known_batch(db, known, *batch(1, "t2")) == "moved"
+    assert room_db.get_room(db, key).last_seq == 1
+    assert room_db.lock_batch(db, [key], [("alice", "t2")]).txns == {}
+    # Who hears the room changed: the known row is stale too.
+    now_known = room_db.get_room(db, key)
+    room_db.bump_audience(db, rooms=[key])
+    assert room_db.finish_known_batch(db, now_known, *batch(2, "t2")) == "moved"
+    # A txn id stored before is reported (the caller rolls back and answers it as a retry).
+    current = room_db.get_room(db, key)
+    assert room_db.finish_known_batch(db, current, *batch(2, "t1")) == "repeated"
