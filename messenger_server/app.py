@@ -81,7 +81,8 @@ class Server:
         self.limits = Limits(config)
         self.accounts = Accounts(config, self.pool, self.server_id, self.limits)
         self.relay = PushRelay(dsn, self.pool, self.server_id, self._relayed)
-        self.push = PushHub(self.pool, self.by_token.get, self.accounts.close_session, self.server_id, self.relay)
+        self.push = PushHub(self.pool, self.by_token.get, self.accounts.close_session, self.server_id, self.relay,
+                            pacing=config.push_pacing)
         self.rooms = Rooms(config, self.pool, self.archive, self.push.room_event)
         self.messages = Messages(config, self.pool, self.archive, self.limits, self.push.messages_committed)
         self.history = History(self.pool, self.archive)

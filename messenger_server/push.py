@@ -49,9 +49,8 @@ MAX_QUEUED_FRAMES = 10_000
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 MAX_DROPPED_REMEMBERED = 100_000
 # Pacing of big fan-outs (see PushHub._paced): after a fan-out that took at least
-# PACE_MIN_COST seconds, the next one waits until PACE_FACTOR times that has passed, at most
-# PACE_MAX_WAIT, and takes every batch committed meanwhile in one go.
-PACE_FACTOR = 2.0
+# PACE_MIN_COST seconds, the next one waits until ``pacing`` (--push-pacing) times that has
+# passed, at most PACE_MAX_WAIT, and takes every batch committed meanwhile in one go.
 PACE_MIN_COST = 0.001
 PACE_MAX_WAIT = 0.025
 
@@ -231,8 +230,9 @@ class PushHub:
 
     def __init__(self, pool: Pool, sessions: Callable[[bytes], "ClientSession | None"],
                  mark_offline: Callable[[bytes], None], server_id: str = "",
-                 relay: "PushRelay | None" = None) -> None:
+                 relay: "PushRelay | None" = None, pacing: float = 2.0) -> None:
         self.pool = pool
+        self.pacing = pacing
         self.server_id = server_id
         self.relay = relay
         self.session_of = sessions
@@ -289,7 +289,7 @@ class PushHub:
 
         A fan-out runs in this process's one thread and holds up everything else, the
         commits of the next batches included; in a big busy room it would take most of the
-        process's time, a few frames per write. Waiting PACE_FACTOR times its cost keeps
+        process's time, a few frames per write. Waiting ``pacing`` (2) times its cost keeps
         fan-out to about a third of the time and joins the next batches' frames into the
         same writes, so each peer gets fewer, bigger writes (less CPU here and in the peer)
         and the senders' acknowledgements come sooner. A room that is not busy never waits:
@@ -301,7 +301,8 @@ class PushHub:
         started = time.perf_counter()
         self._fan_out_messages(messages, audience)
         cost = time.perf_counter() - started
-        self._next_fan_out = started + cost * (1 + PACE_FACTOR) if cost >= PACE_MIN_COST else 0.0
+        paced = self.pacing > 0 and cost >= PACE_MIN_COST
+        self._next_fan_out = started + cost * (1 + self.pacing) if paced else 0.0
 
     def _merge_queued(self, messages: list["StoredMessage"], audience: dict[RoomKey, "RoomAudience"]
                       ) -> tuple[list["StoredMessage"], dict[RoomKey, "RoomAudience"]]:
