@@ -178,10 +178,16 @@ def run_soak(duration: float, peers: int, rooms: int, seed: int = 1, progress: b
                     failures.append(f"{key.folder}: acknowledged seq {seq} missing")
             last[key] = (len(seqs), {r["seq"]: r for r in records})
         views = 0
+        membership_races = 0
         for a in actors:
             p = a.online()
+            # The server says which rooms a user is in. Our own bookkeeping can be wrong when a
+            # leave and an invite of the same user cross (the invite finds a member, then the
+            # leave commits), so it only counts how often that happened.
+            mine = {RoomKey(r["session_id"], r["creator_id"]) for r in p.list_rooms()}
+            membership_races += sum(1 for key in keys if (key in mine) != (a.name in members[key]))
             for key in keys:
-                if a.name not in members[key]:
+                if key not in mine:
                     continue
                 n, by_seq = last[key]
                 cached = p.cache.messages(key)
@@ -199,6 +205,7 @@ def run_soak(duration: float, peers: int, rooms: int, seed: int = 1, progress: b
         growth = (warm[-1] - warm[0]) / 2**20 if len(warm) >= 2 else 0.0
         figures.update(counts, refused_by_code=refused, messages=sum(len(v) for v in acked.values()),
                        sends_per_s=round(counts["send"] / duration, 1), views_checked=views,
+                       membership_races=membership_races,
                        rss_warm_start_mib=round(warm[0] / 2**20, 1) if warm else None,
                        rss_end_mib=round(warm[-1] / 2**20, 1) if warm else None,
                        rss_growth_after_warmup_mib=round(growth, 1),
