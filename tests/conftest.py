@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Iterator
 
 import psycopg2
+import psycopg2.errors
 import pytest
 
 from messenger_server.storage import migrate
 from messenger_server.storage.embedded import EmbeddedPostgres, url_with_database
 
-from .support import ServerProcess, admin_connection
+from .support import ServerProcess, admin_connection, wait_for
 
 TEMPLATE_DB = "messenger_test_template"
 
@@ -59,8 +60,20 @@ def database_url(pg_admin_url: str, template_url: str) -> Iterator[str]:
     try:
         yield url_with_database(pg_admin_url, name)
     finally:
-        with admin_connection(pg_admin_url) as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(pg_admin_url, name)
+
+
+def drop_database(admin_url: str, name: str, timeout: float = 60.0) -> None:
+    """Drop a test database, ending its sessions. A role that may not end an autovacuum
+    worker visiting it (not a superuser, not in pg_signal_backend) waits for the worker."""
+    def dropped() -> bool:
+        with admin_connection(admin_url) as cur:
+            try:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except (psycopg2.errors.InsufficientPrivilege, psycopg2.errors.ObjectInUse):
+                return False
+        return True
+    wait_for(dropped, timeout, f"database {name} dropped (an autovacuum worker may hold it)", interval=0.2)
 
 
 @pytest.fixture
