@@ -89,6 +89,19 @@ def test_day_rollover_keeps_each_day_separate(archive: Archive, room: Path) -> N
     assert (room / "2023" / "10" / "01.json").stat().st_size == s3
 
 
+def test_size_after_predicts_every_append(archive: Archive, room: Path) -> None:
+    """The send path records the new committed size before it writes (size_after): it must be
+    exactly what the write then produces, on a first day, the same day and a new day."""
+    day, size = None, 0
+    for when, records in [(D1, [rec(1)]), (D1, [rec(2, "두 번째"), rec(3)]), (D2, [rec(4)]),
+                          (D3, [rec(5), rec(6, kind="emoticon")]), (D3, [rec(7)])]:
+        expected = arc.size_after(when, records, day, size)
+        size = archive.append(room, when, records, day, size)
+        day = when
+        assert size == expected
+    all_files_valid(archive.root)
+
+
 def test_day_before_committed_day_is_refused(archive: Archive, room: Path) -> None:
     size = archive.append(room, D2, [rec(1)], None, 0)
     with pytest.raises(ValueError):
