@@ -46,9 +46,8 @@ class AudienceCache:
         out: dict[RoomKey, RoomAudience] = {}
         stale = []
         for key, version in versions.items():
-            entry = self._rooms.get(key)
-            if entry is not None and entry.version == version:
-                self._rooms.move_to_end(key)
+            entry = self.cached(key, version)
+            if entry is not None:
                 out[key] = entry
             else:
                 stale.append(key)
@@ -59,9 +58,12 @@ class AudienceCache:
         return out
 
     def cached(self, key: RoomKey, version: int) -> RoomAudience | None:
-        """The room's audience if it is cached at ``version``."""
+        """The room's audience if it is cached at ``version`` (and now the most recently used)."""
         entry = self._rooms.get(key)
-        return entry if entry is not None and entry.version == version else None
+        if entry is None or entry.version != version:
+            return None
+        self._rooms.move_to_end(key)
+        return entry
 
     def _store(self, key: RoomKey, entry: RoomAudience) -> RoomAudience:
         self._rooms[key] = entry

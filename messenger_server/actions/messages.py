@@ -367,9 +367,9 @@ class Messages:
                 if day is not None and msg_day < day:
                     msg_day = day      # the clock went back; never write into a closed day
                 records = [make_record(m.user_id, m.chat_time, m.chat_type, m.content, m.seq) for m in group]
-                writes.append((folder, msg_day, records, day, size))
-                size = size_after(msg_day, records, day, size)
-                day = msg_day
+                new_size = size_after(msg_day, records, day, size)
+                writes.append((folder, msg_day, records, day, size, new_size))
+                day, size = msg_day, new_size
             last = messages[-1]
             updates.append((key, last.seq, last.chat_time, last.user_id, last.chat_type,
                             preview(last.chat_type, last.content), day, size))
@@ -377,8 +377,7 @@ class Messages:
             before_write(updates)
         pending = []
         try:
-            for folder, day, records, committed_day, committed_size in writes:
-                expected = size_after(day, records, committed_day, committed_size)
+            for folder, day, records, committed_day, committed_size, expected in writes:
                 size, sync = self.archive.write_records(folder, day, records, committed_day, committed_size)
                 pending.append(sync)
                 if size != expected:

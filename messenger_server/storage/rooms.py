@@ -78,6 +78,28 @@ class BatchState:
 # and we skip building a VALUES list. They run with plan_cache_mode = force_custom_plan: a
 # generic plan is fixed by the table sizes when it is first chosen, and one chosen while
 # SEND_TXN_TB was small scans the whole table on every batch once it is large.
+# Shared by both one-room record statements: $1, $2 the room; $3-$9 its new state; then the
+# senders' read positions and the txn ids, as arrays (see _read_arrays, _txn_arrays).
+_SET_ROOM = """SET LAST_SEQ = $3, LAST_TIME = $4, LAST_USER_ID = $5, LAST_TYPE = $6,
+                   LAST_PREVIEW = $7, ARCHIVE_DAY = $8, ARCHIVE_SIZE = $9"""
+_ROOM_STATE_TYPES = "varchar, varchar, bigint, timestamptz, varchar, varchar, varchar, date, bigint"
+_ARRAY_TYPES = "varchar[], bigint[], varchar[], varchar[], bigint[], varchar[]"
+
+
+def _record_one(first: int, only_if_room_updated: bool) -> str:
+    """The read-position UPDATE and txn-id INSERT of a one-room record statement: the reads'
+    arrays are parameters $first, $first+1, the txns' the four after."""
+    u, s, tu, tx, ts, tt = (f"${first + i}" for i in range(6))
+    guard = "EXISTS (SELECT FROM room)" if only_if_room_updated else "true"
+    return f"""reads AS (UPDATE SESSION_USER_RELATION_TB r SET READ_SEQ = GREATEST(r.READ_SEQ, v.seq)
+                       FROM unnest({u}, {s}) AS v(uid, seq)
+                       WHERE r.SESSION_ID = $1 AND r.CREATOR_ID = $2 AND r.USER_ID = v.uid AND {guard}),
+             txns AS (INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME)
+                      SELECT u, x, $1, $2, seq, t FROM unnest({tu}, {tx}, {ts}, {tt}) AS v(u, x, seq, t)
+                      WHERE {guard}
+                      ON CONFLICT DO NOTHING RETURNING USER_ID, TXN_ID)"""
+
+
 _PREPARED = {
     "send_lock_one": f"""(varchar, varchar, varchar[], varchar[]) AS
         WITH locked AS (SELECT {_ROOM_COLUMNS} FROM SESSION_TB
@@ -87,39 +109,44 @@ _PREPARED = {
                                                  t.SEQ, t.CHAT_TIME))
                 FROM SEND_TXN_TB t JOIN unnest($3, $4) AS k(u, x) ON t.USER_ID = k.u AND t.TXN_ID = k.x)
         FROM (SELECT) AS one LEFT JOIN locked ON true""",
-    "send_finish_one": """(varchar, varchar, bigint, timestamptz, varchar, varchar, varchar, date, bigint,
-                           varchar[], bigint[], varchar[], varchar[], bigint[], varchar[]) AS
-        WITH room AS (UPDATE SESSION_TB SET LAST_SEQ = $3, LAST_TIME = $4, LAST_USER_ID = $5,
-                             LAST_TYPE = $6, LAST_PREVIEW = $7, ARCHIVE_DAY = $8, ARCHIVE_SIZE = $9
-                      WHERE SESSION_ID = $1 AND CREATOR_ID = $2),
-             reads AS (UPDATE SESSION_USER_RELATION_TB r SET READ_SEQ = GREATEST(r.READ_SEQ, v.seq)
-                       FROM unnest($10, $11) AS v(uid, seq)
-                       WHERE r.SESSION_ID = $1 AND r.CREATOR_ID = $2 AND r.USER_ID = v.uid)
-        INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME)
-        SELECT u, x, $1, $2, seq, t FROM unnest($12, $13, $14, $15) AS v(u, x, seq, t)
-        ON CONFLICT DO NOTHING RETURNING USER_ID, TXN_ID""",
+    "send_finish_one": f"""({_ROOM_STATE_TYPES}, {_ARRAY_TYPES}) AS
+        WITH room AS (UPDATE SESSION_TB {_SET_ROOM} WHERE SESSION_ID = $1 AND CREATOR_ID = $2),
+             {_record_one(10, only_if_room_updated=False)}
+        SELECT * FROM txns""",
     # The whole batch of a room whose state this process already knows: the UPDATE takes
-    # the row lock and applies only if the row is still as known (nobody else wrote the room
-    # or changed who hears it); the read positions and txn ids follow only then.
-    "send_known_one": """(varchar, varchar, bigint, timestamptz, varchar, varchar, varchar, date, bigint,
-                          bigint, date, bigint, bigint,
-                          varchar[], bigint[], varchar[], varchar[], bigint[], varchar[]) AS
-        WITH room AS (UPDATE SESSION_TB SET LAST_SEQ = $3, LAST_TIME = $4, LAST_USER_ID = $5,
-                             LAST_TYPE = $6, LAST_PREVIEW = $7, ARCHIVE_DAY = $8, ARCHIVE_SIZE = $9
+    # the row lock and applies only if the row is still as known ($10-$13: nobody else wrote
+    # the room or changed who hears it); the read positions and txn ids follow only then.
+    "send_known_one": f"""({_ROOM_STATE_TYPES}, bigint, date, bigint, bigint, {_ARRAY_TYPES}) AS
+        WITH room AS (UPDATE SESSION_TB {_SET_ROOM}
                       WHERE SESSION_ID = $1 AND CREATOR_ID = $2 AND LAST_SEQ = $10
                         AND ARCHIVE_DAY IS NOT DISTINCT FROM $11 AND ARCHIVE_SIZE = $12
                         AND AUDIENCE_VERSION = $13
                       RETURNING 1),
-             reads AS (UPDATE SESSION_USER_RELATION_TB r SET READ_SEQ = GREATEST(r.READ_SEQ, v.seq)
-                       FROM unnest($14, $15) AS v(uid, seq)
-                       WHERE r.SESSION_ID = $1 AND r.CREATOR_ID = $2 AND r.USER_ID = v.uid
-                         AND EXISTS (SELECT FROM room)),
-             txns AS (INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME)
-                      SELECT u, x, $1, $2, seq, t FROM unnest($16, $17, $18, $19) AS v(u, x, seq, t)
-                      WHERE EXISTS (SELECT FROM room)
-                      ON CONFLICT DO NOTHING RETURNING 1)
+             {_record_one(14, only_if_room_updated=True)}
         SELECT (SELECT count(*) FROM room), (SELECT count(*) FROM txns)""",
 }
+
+
+def _last_reads(reads: Iterable[tuple[RoomKey, str, int]]) -> list[tuple[RoomKey, str, int]]:
+    """One read position per (room, user), the highest. UPDATE ... FROM applies one arbitrary
+    row per target when a (room, user) repeats, so a sender with several messages in a batch
+    would not reliably move to its last one."""
+    last: dict[tuple[RoomKey, str], int] = {}
+    for key, user, seq in reads:
+        last[key, user] = max(seq, last.get((key, user), seq))
+    return [(key, user, seq) for (key, user), seq in last.items()]
+
+
+def _read_arrays(reads: list[tuple[RoomKey, str, int]]) -> tuple[list[str], list[int]]:
+    return [u for _, u, _ in reads], [seq for _, _, seq in reads]
+
+
+def _txn_arrays(txns: list[tuple[str, str, RoomKey, int, str]]) -> tuple[list, list, list, list]:
+    return [u for u, *_ in txns], [x for _, x, *_ in txns], [seq for *_, seq, _ in txns], [t for *_, t in txns]
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join(["%s"] * n)
 
 
 def prepare_statements(cur: Cursor) -> None:
@@ -177,16 +204,10 @@ def finish_known_batch(cur: Cursor, known: Room, append: tuple, reads: list[tupl
     row) without a lock round trip. Returns "ok"; "moved" when the row is no longer as
     known (nothing was written); "repeated" when a txn id was stored before (the caller
     must roll back: the rest was written)."""
-    last_read: dict[str, int] = {}
-    for _, user, seq in reads:
-        last_read[user] = max(seq, last_read.get(user, seq))
     key, *last = append
-    cur.execute("EXECUTE send_known_one(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s, %s, %s, %s, %s)",
+    cur.execute(f"EXECUTE send_known_one({_placeholders(19)})",
                 (*key, *last, known.last_seq, known.archive_day, known.archive_size, known.audience_version,
-                 list(last_read), list(last_read.values()),
-                 [u for u, *_ in txns], [x for _, x, *_ in txns], [seq for *_, seq, _ in txns],
-                 [t for *_, t in txns]))
+                 *_read_arrays(_last_reads(reads)), *_txn_arrays(txns)))
     rooms, stored = cur.fetchone()
     if not rooms:
         return "moved"
@@ -220,19 +241,12 @@ def finish_batch(cur: Cursor, appends: list[tuple], reads: list[tuple[RoomKey, s
     given means another process stored one meanwhile."""
     def values(template: str, rows: Iterable[tuple]) -> str:
         return ",".join(cur.mogrify(template, row).decode() for row in rows)
-    # UPDATE ... FROM applies one arbitrary row per target when a (room, user) repeats, so a
-    # sender with several messages in the batch would not reliably move to its last one.
-    last_read: dict[tuple[RoomKey, str], int] = {}
-    for key, user, seq in reads:
-        last_read[key, user] = max(seq, last_read.get((key, user), seq))
-    reads = [(key, user, seq) for (key, user), seq in last_read.items()]
+    reads = _last_reads(reads)
     if len(appends) == 1 and all(key == appends[0][0] for key, _, _ in reads) \
             and all(key == appends[0][0] for _, _, key, _, _ in txns):
         key, *last = appends[0]
-        cur.execute("EXECUTE send_finish_one(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (*key, *last, [u for _, u, _ in reads], [seq for _, _, seq in reads],
-                     [u for u, *_ in txns], [x for _, x, *_ in txns], [seq for *_, seq, _ in txns],
-                     [t for *_, t in txns]))
+        cur.execute(f"EXECUTE send_finish_one({_placeholders(15)})",
+                    (*key, *last, *_read_arrays(reads), *_txn_arrays(txns)))
         return {(u, x) for u, x in cur.fetchall()}
     sql = f"""UPDATE SESSION_TB s SET LAST_SEQ = v.seq, LAST_TIME = v.t, LAST_USER_ID = v.u, LAST_TYPE = v.ty,
                                       LAST_PREVIEW = v.p, ARCHIVE_DAY = v.d, ARCHIVE_SIZE = v.sz
