@@ -36,6 +36,7 @@ class PushListener:
         self.secret = secret
         self.login_settled = login_settled
         self.refused = 0
+        self.accepted = 0      # push connections that authenticated
         self.tls_fingerprint: bytes | None = None
         tls = {}
         if tls_cert:
@@ -99,6 +100,7 @@ class PushListener:
                 self._refuse(sock, peer, "wrong or missing push authentication")
                 return
             sock.sendall(encode({"op": "auth", "ok": True}))
+            self.accepted += 1
             decoder.max_frame_size = MAX_PUSH_FRAME
             self._deliver(frames[1:])
             while True:

@@ -80,11 +80,12 @@ class Server:
             log.warning("repaired %d room archives after an unclean stop", repaired)
         self.limits = Limits(config)
         self.accounts = Accounts(config, self.pool, self.server_id, self.limits)
-        self.relay = PushRelay(dsn, self.pool, self.server_id, self._relayed)
+        self.relay = PushRelay(dsn, self.pool, self.server_id, lambda *handed: self.push.relayed(*handed))
         self.push = PushHub(self.pool, self.by_token.get, self.accounts.close_session, self.server_id, self.relay,
                             pacing=config.push_pacing)
         self.rooms = Rooms(config, self.pool, self.archive, self.push.room_event)
-        self.messages = Messages(config, self.pool, self.archive, self.limits, self.push.messages_committed)
+        self.messages = Messages(config, self.pool, self.archive, self.limits, self.push.messages_committed,
+                                 handoffs=self.push.handoffs)
         self.history = History(self.pool, self.archive)
         self.messages.start()
         self.relay.start()
@@ -145,15 +146,6 @@ class Server:
             self.per_address[session.peer_ip] -= 1
             if not self.per_address[session.peer_ip]:
                 del self.per_address[session.peer_ip]
-
-    def _relayed(self, token_hash: bytes, frames: bytes) -> None:
-        """Pushes another process relayed for a session held here."""
-        session = self.by_token.get(token_hash)
-        if session is not None:
-            try:
-                session.send_bytes(frames)
-            except OSError:
-                pass   # the connection is closing; the peer catches up at its next login
 
     def _over_connection_limits(self, ip: str) -> str | None:
         if len(self.sessions) >= self.config.max_connections:

@@ -12,6 +12,7 @@ processes on one database stay correct without any message between them.
 from __future__ import annotations
 
 import collections
+import functools
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -30,6 +31,15 @@ class RoomAudience:
     version: int
     members: frozenset[str]
     targets: tuple[Target, ...]
+
+    @functools.cached_property
+    def by_server(self) -> dict[str, tuple[Target, ...]]:
+        """The online sessions grouped by the process holding them (worked out once per
+        version: every batch of the room pushes to the same groups)."""
+        groups: dict[str, list[Target]] = {}
+        for target in self.targets:
+            groups.setdefault(target.server_id, []).append(target)
+        return {server: tuple(targets) for server, targets in groups.items()}
 
 
 class AudienceCache:

@@ -17,6 +17,8 @@ import gevent.lock
 from messenger_protocol import PROTOCOL_VERSION, ErrorCode, FrameDecoder, ProtocolError, encode
 from messenger_protocol.messages import request_id, validate_request
 
+from .storage.push import Target
+
 if TYPE_CHECKING:
     from .app import Server
 
@@ -38,24 +40,24 @@ class ClientSession:
         self.peer_ip: str = address[0] if isinstance(address, tuple) else "local"
         self.user_id: str | None = None
         self.token_hash: bytes | None = None
-        self.push_secret: bytes | None = None
+        self.push_target: Target | None = None   # where and how to push to this session
         self.greeted = False
         self.closing = False
         self.connected_at = time.monotonic()
         self._write_lock = gevent.lock.Semaphore()
 
     # -- called by actions -------------------------------------------------------------
-    def bind(self, user_id: str, token_hash: bytes, push_secret: bytes) -> None:
-        """The connection is now logged in as ``user_id``."""
+    def bind(self, target: Target) -> None:
+        """The connection is now logged in as ``target.user_id``, pushed to at ``target``."""
         if self.token_hash is not None:
             self.server.session_unbound(self)
-        self.user_id, self.token_hash, self.push_secret = user_id, token_hash, push_secret
+        self.user_id, self.token_hash, self.push_target = target.user_id, target.token_hash, target
         self.server.session_bound(self)
 
     def unbind(self) -> None:
         if self.token_hash is not None:
             self.server.session_unbound(self)
-        self.user_id = self.token_hash = self.push_secret = None
+        self.user_id = self.token_hash = self.push_target = None
 
     # -- I/O -----------------------------------------------------------------------------
     def send_bytes(self, data: bytes) -> None:

@@ -6,11 +6,15 @@ peer only ever delays itself. Every push is encoded once and the same bytes are 
 every recipient. Pushes go out in the order the events committed, so one peer sees a room's
 messages in seq order.
 
+A process pushes only to the sessions it holds. Those held by other server processes get
+their pushes from their own process, handed over through PostgreSQL (relay.py): a message
+batch's hand-offs are written in its own transaction, so every peer has a single push link
+however many processes there are, and one room's messages reach it in commit order.
+
 When a listener cannot be reached but the peer's own session connection is open, the push
-goes over that connection instead (the NAT fallback): directly when this process holds it,
-through PostgreSQL (relay.py) when another process does. When neither works,
-or a peer's queue overflows, the link is dropped, the session is marked offline and (if held
-here) its connection is closed; the peer catches up with ``init`` when it logs in again.
+goes over that connection instead (the NAT fallback). When neither works, or a peer's queue
+overflows, the link is dropped, the session is marked offline and its connection is closed;
+the peer catches up with ``init`` when it logs in again.
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ from .storage.pool import Pool
 if TYPE_CHECKING:
     from .actions.messages import StoredMessage
     from .audience import RoomAudience
-    from .relay import PushRelay
+    from .relay import Handoff, PushRelay
     from .connection import ClientSession
 
 log = logging.getLogger(__name__)
@@ -66,7 +70,6 @@ class PeerLink:
         self.wake = gevent.event.Event()
         self.sock: socket.socket | None = None
         self.via_session = False
-        self.via_relay = False
         self.closed = False
         self.writing = False     # the greenlet is in the middle of a write: no direct sends
         # The socket's send while connected to the listener over plain TCP, else None.
@@ -146,20 +149,15 @@ class PeerLink:
             pass
 
     def _fall_back(self) -> bool:
-        """Switch to the session connection (here, or in another process through the
-        database); False when there is none to switch to."""
-        if self.hub.session_of(self.target.token_hash) is not None:
-            self.via_session = True
-        elif self.hub.relay is not None and self.target.server_id and self.target.server_id != self.hub.server_id:
-            self.via_relay = True
-        else:
+        """Switch to the session connection; False when it is gone."""
+        if self.hub.session_of(self.target.token_hash) is None:
             return False
-        log.info("pushing to %s over its session connection%s (listener unreachable)", self.target.user_id,
-                 " in another process" if self.via_relay else "")
+        self.via_session = True
+        log.info("pushing to %s over its session connection (listener unreachable)", self.target.user_id)
         return True
 
     def _write(self, data: bytes) -> None:
-        if not self.via_session and not self.via_relay:
+        if not self.via_session:
             assert self.sock is not None
             try:
                 self.sock.sendall(data)
@@ -170,12 +168,6 @@ class PeerLink:
                 if not self._fall_back():
                     self.hub.drop(self, "its listener went away")
                     return
-        if self.via_relay:
-            try:
-                self.hub.relay.send(self.target.server_id, self.target.token_hash, data)
-            except ProtocolError:
-                self.hub.drop(self, "the database is unavailable for relaying")
-            return
         session = self.hub.session_of(self.target.token_hash)
         if session is None:
             self.hub.drop(self, "its session ended")
@@ -256,6 +248,27 @@ class PushHub:
         """A committed room change and the users who should hear of it."""
         self._work.put(("event", (event, room, data, audience)))
 
+    def relayed(self, token_hashes: list[bytes], frames: bytes, count: int) -> None:
+        """Frames another process handed over for sessions held here (relay.py)."""
+        self._work.put(("relayed", (token_hashes, frames, count)))
+
+    def handoffs(self, messages: list["StoredMessage"], audience: dict[RoomKey, "RoomAudience"]) -> list["Handoff"]:
+        """What other processes must push of these messages (before they commit): for each
+        room and each process holding sessions of its audience, the frames and the sessions."""
+        if self.relay is None:
+            return []
+        rows: list["Handoff"] = []
+        for room, group in _by_room(messages).items():
+            foreign = [(server, targets) for server, targets in audience[room].by_server.items()
+                       if not self._held_here(server)]
+            if foreign:
+                frames = b"".join(m.push_bytes for m in group)
+                rows.extend((server, [t.token_hash for t in targets], frames, len(group)) for server, targets in foreign)
+        return rows
+
+    def _held_here(self, server_id: str) -> bool:
+        return self.relay is None or not server_id or server_id == self.server_id
+
     def session_closed(self, token_hash: bytes) -> None:
         """A session held here logged out or disconnected: no more pushes to it, even from
         an audience read before its offline mark committed (tokens are never reused)."""
@@ -274,18 +287,18 @@ class PushHub:
         while True:
             kind, payload = self._work.get()
             try:
-                if kind == "messages":
-                    self._paced(*payload)
-                else:
+                if kind == "event":
                     self._fan_out_event(*payload)
+                else:
+                    self._paced((kind, payload))
             except ProtocolError as exc:   # the database is down: pushes are lost, init catches up
                 log.warning("push fan-out skipped: %s", exc.message)
             except Exception:
                 log.exception("push fan-out failed")
 
-    def _paced(self, messages: list["StoredMessage"], audience: dict[RoomKey, "RoomAudience"]) -> None:
-        """Fan out a batch, or, right after a big fan-out, wait a little and fan out every
-        batch committed meanwhile together.
+    def _paced(self, first: tuple[str, Any]) -> None:
+        """Fan out a message batch (or frames handed over by another process), or, right
+        after a big fan-out, wait a little and fan out everything queued meanwhile together.
 
         A fan-out runs in this process's one thread and holds up everything else, the
         commits of the next batches included; in a big busy room it would take most of the
@@ -294,37 +307,73 @@ class PushHub:
         same writes, so each peer gets fewer, bigger writes (less CPU here and in the peer)
         and the senders' acknowledgements come sooner. A room that is not busy never waits:
         the wait applies only within a moment of a fan-out that took over PACE_MIN_COST."""
+        items = [first]
         wait = min(self._next_fan_out - time.perf_counter(), PACE_MAX_WAIT)
         if wait > 0:
             gevent.sleep(wait)
-            messages, audience = self._merge_queued(messages, audience)
+            self._merge_queued(items)
         started = time.perf_counter()
-        self._fan_out_messages(messages, audience)
+        if all(kind == "messages" for kind, _ in items):
+            messages: list["StoredMessage"] = []
+            audience: dict[RoomKey, "RoomAudience"] = {}
+            for _, (more, more_audience) in items:
+                messages.extend(more)
+                audience.update(more_audience)
+            self._fan_out_messages(messages, audience)
+        else:
+            self._fan_out_mixed(items)
         cost = time.perf_counter() - started
         paced = self.pacing > 0 and cost >= PACE_MIN_COST
         self._next_fan_out = started + cost * (1 + self.pacing) if paced else 0.0
 
-    def _merge_queued(self, messages: list["StoredMessage"], audience: dict[RoomKey, "RoomAudience"]
-                      ) -> tuple[list["StoredMessage"], dict[RoomKey, "RoomAudience"]]:
-        """Add the message batches queued right behind this one (commit order kept; a room
-        event, or a room whose audience changed in between, ends the run)."""
-        messages = list(messages)
-        audience = dict(audience)
+    def _merge_queued(self, items: list[tuple[str, Any]]) -> None:
+        """Add the message batches and handed-over frames queued right behind (queue order
+        kept; a room event, or a room whose audience changed in between, ends the run)."""
+        audience: dict[RoomKey, "RoomAudience"] = {}
+        for kind, payload in items:
+            if kind == "messages":
+                audience.update(payload[1])
         while True:
             try:
                 kind, payload = self._work.peek_nowait()
             except gevent.queue.Empty:
                 break
-            if kind != "messages":
+            if kind == "event":
                 break
-            more, more_audience = payload
-            if any(room in audience and audience[room] is not a for room, a in more_audience.items()):
-                break
+            if kind == "messages":
+                more_audience = payload[1]
+                if any(room in audience and audience[room] is not a for room, a in more_audience.items()):
+                    break
+                audience.update(more_audience)
             self._work.get_nowait()
-            messages.extend(more)
-            audience.update(more_audience)
+            items.append((kind, payload))
             self.merged += 1
-        return messages, audience
+
+    def _fan_out_mixed(self, items: list[tuple[str, Any]]) -> None:
+        """Local batches and handed-over frames together: each session gets its share of
+        all of them, in queue order, in one write."""
+        parts: dict[bytes, list[bytes]] = {}
+        counts: dict[bytes, int] = {}
+        targets: dict[bytes, Target] = {}
+
+        def add(to: Iterable[Target], data: bytes, count: int) -> None:
+            for target in to:
+                token = target.token_hash
+                if token in parts:
+                    parts[token].append(data)
+                    counts[token] += count
+                else:
+                    parts[token], counts[token], targets[token] = [data], count, target
+        for kind, payload in items:
+            if kind == "messages":
+                messages, audience = payload
+                for room, group in _by_room(messages).items():
+                    add(self._local_targets(audience[room]), b"".join(m.push_bytes for m in group), len(group))
+            else:
+                token_hashes, frames, count = payload
+                add(self._relayed_targets(token_hashes), frames, count)
+        for token, data in parts.items():
+            self._deliver((targets[token],), b"".join(data), counts[token])
 
     # Who hears of a room event is fixed at commit time (the audience); which of their
     # sessions are online is looked up now, so a session that logged in after the commit
@@ -340,18 +389,38 @@ class PushHub:
 
     def _fan_out_messages(self, messages: list["StoredMessage"], audience: dict[RoomKey, "RoomAudience"]) -> None:
         # Each message is encoded once, and a room's frames of the batch are joined once:
-        # every session of the room gets the same bytes in one write.
-        by_room: dict[RoomKey, list[bytes]] = {}
-        for message in messages:
-            by_room.setdefault(message.room, []).append(encode(push_frame("message", message.to_wire())))
-        for room, frames in by_room.items():
-            self._deliver(audience[room].targets, b"".join(frames), len(frames))
+        # every session of the room gets the same bytes in one write. Sessions held by
+        # other processes were handed to them in the batch's transaction (handoffs).
+        for room, group in _by_room(messages).items():
+            self._deliver(self._local_targets(audience[room]), b"".join(m.push_bytes for m in group), len(group))
+
+    def _local_targets(self, audience: "RoomAudience") -> Iterable[Target]:
+        if self.relay is None:
+            return audience.targets
+        groups = audience.by_server
+        return groups.get(self.server_id, ()) + groups.get("", ())
+
+    def _relayed_targets(self, token_hashes: list[bytes]) -> list[Target]:
+        targets = []
+        for token_hash in token_hashes:
+            session = self.session_of(token_hash)
+            if session is not None and session.push_target is not None:   # else it has ended
+                targets.append(session.push_target)
+        return targets
 
     def _fan_out_event(self, event: str, room: RoomKey, data: dict[str, Any], audience: list[str]) -> None:
         sessions = self._sessions(audience)
         frame = encode(push_frame(event, {**room.to_wire(), **data}))
+        elsewhere: dict[str, list[bytes]] = {}
         for user_id in audience:
-            self._deliver(sessions.get(user_id, ()), frame)
+            for target in sessions.get(user_id, ()):
+                if self._held_here(target.server_id):
+                    self._deliver((target,), frame)
+                else:
+                    elsewhere.setdefault(target.server_id, []).append(target.token_hash)
+        if elsewhere:
+            assert self.relay is not None
+            self.relay.send([(server, tokens, frame, 1) for server, tokens in elsewhere.items()])
 
     def _deliver(self, targets: Iterable[Target], data: bytes, frames: int = 1) -> None:
         links, dropped = self.links, self.dropped
@@ -388,3 +457,10 @@ class PushHub:
         for link in list(self.links.values()):
             link.close()
         self.links.clear()
+
+
+def _by_room(messages: list["StoredMessage"]) -> dict[RoomKey, list["StoredMessage"]]:
+    rooms: dict[RoomKey, list["StoredMessage"]] = {}
+    for message in messages:
+        rooms.setdefault(message.room, []).append(message)
+    return rooms

@@ -6,6 +6,8 @@ from typing import Any, Protocol
 
 from messenger_protocol import ErrorCode, ProtocolError
 
+from ..storage.push import Target
+
 
 class Caller(Protocol):
     """What an action needs to know about the connection that asked."""
@@ -14,7 +16,7 @@ class Caller(Protocol):
     token_hash: bytes | None
     peer_ip: str
 
-    def bind(self, user_id: str, token_hash: bytes, push_secret: bytes) -> None: ...
+    def bind(self, target: Target) -> None: ...
 
     def unbind(self) -> None: ...
 

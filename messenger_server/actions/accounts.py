@@ -17,6 +17,7 @@ from ..media import check_image
 from ..storage import users
 from ..limits import Limits
 from ..storage.pool import Pool
+from ..storage.push import Target
 from . import Caller, Reply, check_logged_in
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ class Accounts:
                                push_secret, self.server_id, listen_tls_fingerprint)
             user = users.get_user(cur, user_id)
         assert user is not None
-        caller.bind(user_id, token_hash(token), push_secret)
+        caller.bind(Target(token_hash(token), user_id, listen_ip, listen_port, push_secret,
+                           listen_tls_fingerprint, self.server_id))
         return {"user_id": user_id, "name": user.name, "token": token, "push_secret": push_secret,
                 "login_ip": listen_ip, "login_port": listen_port}
 

@@ -12,6 +12,7 @@ is shared by many messages.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -23,8 +24,9 @@ import gevent.event
 from gevent.threadpool import ThreadPool
 import psycopg2
 
-from messenger_protocol import ErrorCode, ProtocolError
+from messenger_protocol import ErrorCode, ProtocolError, encode
 from messenger_protocol.messages import RoomKey
+from messenger_protocol.push import push_frame
 
 from ..audience import AudienceCache, RoomAudience
 from ..config import Config
@@ -33,6 +35,7 @@ from ..media import check_image
 from ..storage import rooms as room_db
 from ..storage.archive import Archive, ArchiveError, make_record, size_after
 from ..storage.pool import Pool
+from ..relay import Handoff, handoff_sql
 from . import Caller, Reply, check_logged_in
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,11 @@ class StoredMessage:
         return {**self.room.to_wire(), "seq": self.seq, "user_id": self.user_id,
                 "chat_type": self.chat_type, "content": self.content, "chat_time": self.chat_time}
 
+    @functools.cached_property
+    def push_bytes(self) -> bytes:
+        """The message's push frame, encoded once for every recipient in every process."""
+        return encode(push_frame("message", self.to_wire()))
+
 
 @dataclass
 class _Pending:
@@ -100,8 +108,13 @@ class Messages:
 
     def __init__(self, config: Config, pool: Pool, archive: Archive, limits: Limits,
                  on_committed: Callable[[list[StoredMessage], dict[RoomKey, RoomAudience]], None],
-                 audiences: AudienceCache | None = None) -> None:
+                 audiences: AudienceCache | None = None,
+                 handoffs: Callable[[list[StoredMessage], dict[RoomKey, RoomAudience]], list[Handoff]] | None = None
+                 ) -> None:
+        """``handoffs`` says what other server processes must push of a batch (written in
+        the batch's transaction); ``on_committed`` gets every batch after its commit."""
         self.config = config
+        self.handoffs = handoffs
         self.audiences = audiences if audiences is not None else AudienceCache()
         self.pool = pool
         self.archive = archive
@@ -276,8 +289,10 @@ class Messages:
             if len(new) != len(assigned):
                 self._restore({m.room for _, m in assigned}, state.rooms)
                 raise _TxnRace()
+            audience = {m.room: audience[m.room] for _, m in assigned}
+            self._hand_off(cur, assigned, audience)
         self._remember(state.rooms, recorded)
-        return assigned, {m.room: audience[m.room] for _, m in assigned}
+        return assigned, audience
 
     def _commit_known(self, todo: list[_Pending]
                       ) -> tuple[list[tuple[_Pending, StoredMessage]], dict[RoomKey, RoomAudience]] | None:
@@ -313,10 +328,20 @@ class Messages:
         try:
             with self.pool.transaction("send.known") as cur:
                 self._append(assigned, rooms, lambda appends: None, before_write=record)
+                self._hand_off(cur, assigned, {key: audience})
         except _NotAsKnown:
             return None
         self._remember(rooms, recorded)
         return assigned, {key: audience}
+
+    def _hand_off(self, cur: Any, assigned: list[tuple[_Pending, StoredMessage]],
+                  audience: dict[RoomKey, RoomAudience]) -> None:
+        """Add the batch's pushes for sessions held by other processes to its COMMIT round
+        trip: committed with the messages, in the rooms' commit order."""
+        if self.handoffs is not None:
+            rows = self.handoffs([m for _, m in assigned], audience)
+            if rows:
+                cur.with_commit(*handoff_sql(rows))
 
     def _remember(self, rooms: dict[RoomKey, room_db.Room], recorded: list[tuple]) -> None:
         """Keep each room's row as this batch committed it (``recorded``: the rooms' new

@@ -34,6 +34,7 @@ class _TxCursor(psycopg2.extensions.cursor):
     """
 
     begun = False
+    _with_commit: bytes = b""
 
     def execute(self, query, vars=None):  # type: ignore[override]
         if not self.begun:
@@ -41,11 +42,20 @@ class _TxCursor(psycopg2.extensions.cursor):
             query = "BEGIN;" + query
         return super().execute(query, vars)
 
+    def with_commit(self, query: str, vars: tuple | None = None) -> None:
+        """Run ``query`` in the same round trip as this transaction's ``COMMIT`` (dropped
+        on rollback): work the transaction must include, whose result nobody waits for."""
+        self._with_commit += self.mogrify(query, vars) + b";"
+
     def end(self, command: str) -> None:
         """``COMMIT`` or ``ROLLBACK`` the transaction, if a statement opened one."""
+        extra, self._with_commit = self._with_commit, b""
         if self.begun:
             self.begun = False
-            super().execute(command)
+            if command == "COMMIT" and extra:
+                super().execute(extra + b"COMMIT")
+            else:
+                super().execute(command)
 
 
 class Pool:

@@ -47,6 +47,9 @@ def test_two_processes_one_order_exactly_once(server_factory, tmp_path):
                  f"all messages at {n} (has {len(inbox[n])}, last {inbox[n][-3:]}, pending "
                  f"{ {k: sorted(v)[:3] for k, v in peers[names.index(n)]._pending.items()} })")
         assert inbox[n] == list(range(1, total + 1)), f"{n} got every message once, in order"
+    # Each process pushes only to the sessions it holds and hands the rest to their owner:
+    # one push link per peer, not one per process.
+    assert [p.listener.accepted for p in peers] == [1] * len(peers)
     for p in peers:
         p.close()
 
