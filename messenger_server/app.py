@@ -222,8 +222,9 @@ class Server:
         if getattr(self, "messages", None) is not None:
             self.messages.stop()
             self.push.stop()
-            log.info("pushed %d deliveries; %d message batches joined an earlier fan-out",
-                     self.push.delivered, self.push.merged)
+            log.info("pushed %d deliveries; %d message batches joined an earlier fan-out; "
+                     "archive fsyncs: %d in the server's thread, %d in threads",
+                     self.push.delivered, self.push.merged, self.messages.syncs.inline, self.messages.syncs.threaded)
             self.relay.stop()
             self.accounts.passwords.close()
         if self.pool is not None:

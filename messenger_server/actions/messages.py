@@ -4,7 +4,7 @@ Each ``send`` is validated in its own greenlet and queued; a committer greenlet 
 queued send at once and, in one PostgreSQL transaction, locks the rooms (in key order, so
 processes never deadlock), finds retried transaction ids, checks membership against the
 rooms' cached audiences (audience.py), numbers the messages from the rooms' LAST_SEQ, appends
-them to the day files, fsyncs every touched file in parallel, records the new committed
+them to the day files, fsyncs every touched file (storage/syncing.py), records the new committed
 archive sizes, and commits. Only then is each send acknowledged and handed to the push hub.
 While one batch commits the next one fills, so under load the cost of a commit and an fsync
 is shared by many messages.
@@ -21,7 +21,6 @@ from typing import Any, Callable, TypeVar
 
 import gevent
 import gevent.event
-from gevent.threadpool import ThreadPool
 import psycopg2
 
 from messenger_protocol import ErrorCode, ProtocolError, encode
@@ -35,6 +34,7 @@ from ..media import check_image
 from ..storage import rooms as room_db
 from ..storage.archive import Archive, ArchiveError, make_record, size_after
 from ..storage.pool import Pool
+from ..storage.syncing import SyncRunner
 from ..relay import Handoff, handoff_sql
 from . import Caller, Reply, check_logged_in
 
@@ -129,7 +129,7 @@ class Messages:
         self._contended: dict[RoomKey, float] = {}
         # fdatasyncs of different files overlap (the file system joins them into one journal
         # commit); a batch of many rooms should not queue them behind a few threads.
-        self._sync_pool = ThreadPool(SYNC_THREADS)
+        self.syncs = SyncRunner(SYNC_THREADS)
 
     def start(self) -> None:
         self._committers = [gevent.spawn(self._commit_loop) for _ in range(COMMIT_LANES)]
@@ -137,7 +137,7 @@ class Messages:
     def stop(self) -> None:
         for committer in self._committers:
             committer.kill()
-        self._sync_pool.kill()
+        self.syncs.stop()
 
     # -- the op --------------------------------------------------------------------------
     def check_content(self, chat_type: str, content: bytes) -> None:
@@ -327,7 +327,7 @@ class Messages:
 
         try:
             with self.pool.transaction("send.known") as cur:
-                self._append(assigned, rooms, lambda appends: None, before_write=record)
+                self._append(assigned, rooms, None, before_write=record)
                 self._hand_off(cur, assigned, {key: audience})
         except _NotAsKnown:
             return None
@@ -371,9 +371,9 @@ class Messages:
         return out
 
     def _append(self, assigned: list[tuple[_Pending, StoredMessage]], rooms: dict[RoomKey, room_db.Room],
-                meanwhile: Callable[[list[tuple]], T],
-                before_write: Callable[[list[tuple]], None] | None = None) -> T:
-        """Write every room's new records and fsync them all in parallel threads; while they
+                meanwhile: Callable[[list[tuple]], T] | None,
+                before_write: Callable[[list[tuple]], None] | None = None) -> T | None:
+        """Write every room's new records and fsync them (syncing.py says where); while they
         sync, run ``meanwhile`` with each room's new state (key, last seq, time, user, type,
         preview, committed day and size) — the database round trip that records it, which
         needs no durable file yet because nothing commits before this returns.
@@ -407,19 +407,7 @@ class Messages:
                 pending.append(sync)
                 if size != expected:
                     raise ArchiveError(f"{folder}: wrote up to {size}, expected {expected}")
-            pool = self._sync_pool
-            syncs = [pool.spawn(sync.sync) for sync in pending]
-            failures = []
-            try:
-                result = meanwhile(updates)
-            finally:
-                for done in syncs:       # wait for every thread before anything closes an fd
-                    try:
-                        done.get()
-                    except OSError as exc:
-                        failures.append(exc)
-            if failures:
-                raise failures[0]
+            result = self.syncs.run(pending, None if meanwhile is None else functools.partial(meanwhile, updates))
         except (OSError, ArchiveError) as exc:
             log.error("archive write failed: %s", exc)
             self._restore(set(by_room), rooms)
