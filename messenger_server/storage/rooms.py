@@ -93,7 +93,8 @@ def _record_one(first: int, only_if_room_updated: bool) -> str:
     guard = "EXISTS (SELECT FROM room)" if only_if_room_updated else "true"
     return f"""reads AS (UPDATE SESSION_USER_RELATION_TB r SET READ_SEQ = GREATEST(r.READ_SEQ, v.seq)
                        FROM unnest({u}, {s}) AS v(uid, seq)
-                       WHERE r.SESSION_ID = $1 AND r.CREATOR_ID = $2 AND r.USER_ID = v.uid AND {guard}),
+                       WHERE r.SESSION_ID = $1 AND r.CREATOR_ID = $2 AND r.USER_ID = ANY({u})
+                         AND r.USER_ID = v.uid AND {guard}),
              txns AS (INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME)
                       SELECT u, x, $1, $2, seq, t FROM unnest({tu}, {tx}, {ts}, {tt}) AS v(u, x, seq, t)
                       WHERE {guard}
