@@ -94,12 +94,14 @@ class _Pending:
     result: gevent.event.AsyncResult = field(default_factory=gevent.event.AsyncResult)
 
 
+# Control characters (NUL above all: PostgreSQL text cannot hold it) become spaces.
+_CONTROLS_TO_SPACES = {c: " " for c in range(32)}
+
+
 def preview(chat_type: str, content: bytes) -> str:
     """The room list's one-line preview of a message."""
     if chat_type == "text":
-        # Control characters (NUL above all: PostgreSQL text cannot hold it) become spaces.
-        text = content.decode("utf-8")[:PREVIEW_CHARS]
-        return "".join(" " if ord(c) < 32 else c for c in text)
+        return content.decode("utf-8")[:PREVIEW_CHARS].translate(_CONTROLS_TO_SPACES)
     return f"[{chat_type}]"
 
 
