@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=20, help="fan-out messages to room 1")
     parser.add_argument("--processes", type=int, default=4, help="load generator worker processes")
     parser.add_argument("--login-concurrency", type=int, default=64, help="logins in flight per process")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (messenger-server --workers)")
     parser.add_argument("--quick", action="store_true", help="1,000 peers, 5 messages")
     args = parser.parse_args(argv)
     if args.quick:
@@ -67,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     users = [f"on{i:05d}" for i in range(1, args.peers + 1)]
     rooms_members = [users[i:i + args.room_size] for i in range(0, args.peers, args.room_size)]
     result: dict = {"bench": "online", "peers": args.peers, "room_size": args.room_size, "processes": args.processes,
-                    "nofile_hard_limit": hard, "machine": info}
+                    "workers": args.workers, "nofile_hard_limit": hard, "machine": info}
     t_start = time.monotonic()
-    with server_with_database() as (server, url, data_dir):
+    with server_with_database(["--workers", str(args.workers)]) as (server, url, data_dir):
         spid = server.pid
         seed_users(url, users, cheap_hash())
         keys = []

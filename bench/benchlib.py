@@ -82,8 +82,10 @@ def emit(result: dict[str, Any]) -> None:
 
 
 def rss(pid: int) -> int:
+    """Resident memory of a process and its children (a server started with --workers)."""
     import psutil
-    return psutil.Process(pid).memory_info().rss
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
 
 
 def cheap_hash(password: str = PASSWORD) -> str:
