@@ -10,7 +10,7 @@ import gevent
 import pytest
 
 from messenger_server.storage.archive import PendingSync
-from messenger_server.storage.syncing import INLINE_MAX_SECONDS, SyncRunner
+from messenger_server.storage.syncing import INLINE_MAX_SECONDS, SYNC_GROUPS, SyncRunner
 
 
 @pytest.fixture
@@ -114,3 +114,13 @@ def test_a_failed_round_trip_is_raised_after_every_sync(runner, tmp_path, files)
     with pytest.raises(RuntimeError, match="went away"):
         runner.run(pending, round_trip)
     assert all(is_closed(fd) for fd in fds)
+
+
+def test_many_files_share_a_few_threads_and_a_failure_skips_none(runner, tmp_path):
+    assert SYNC_GROUPS == 8      # file 0 fails; files 8 and 16 are synced by its thread after it
+    pending = [unsyncable()] + [appended(tmp_path / f"f{i}") for i in range(1, 20)]
+    fds = [p.fd for p in pending]
+    with pytest.raises(OSError):
+        runner.run(pending, None)
+    assert runner.threaded == 20
+    assert all(is_closed(fd) for fd in fds), "every file was synced or closed before the error"
