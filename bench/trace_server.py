@@ -94,8 +94,8 @@ def install() -> None:
                 record(f"sql {command}", time.perf_counter() - start)
     pool._TxCursor = TimedCursor             # the pool's module-level name
 
-    archive.PendingSync.sync = timed("archive fsync (one file, in a thread)")(archive.PendingSync.sync)
-    messages.Messages._append = timed("_append (writes + parallel fsyncs + size update)")(messages.Messages._append)
+    archive.PendingSync.sync = timed("archive fsync (one file; storage/syncing.py says where)")(archive.PendingSync.sync)
+    messages.Messages._append = timed("_append (record round trip, writes, fsyncs)")(messages.Messages._append)
 
     original_commit = messages.Messages._commit
 
