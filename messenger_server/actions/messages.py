@@ -44,7 +44,6 @@ T = TypeVar("T")
 PREVIEW_CHARS = 100
 MAX_BATCH = 2000
 COMMIT_LANES = 1   # more lanes measured slower on 2 cores: smaller batches, same CPU (BENCHMARKS.md)
-SYNC_THREADS = 64
 TXN_RACE_ATTEMPTS = 5
 
 
@@ -129,9 +128,7 @@ class Messages:
         # Each room's row as of this process's last commit to it (see _commit_known).
         self._known: dict[RoomKey, room_db.Room] = {}
         self._contended: dict[RoomKey, float] = {}
-        # fdatasyncs of different files overlap (the file system joins them into one journal
-        # commit); a batch of many rooms should not queue them behind a few threads.
-        self.syncs = SyncRunner(SYNC_THREADS)
+        self.syncs = SyncRunner()
 
     def start(self) -> None:
         self._committers = [gevent.spawn(self._commit_loop) for _ in range(COMMIT_LANES)]

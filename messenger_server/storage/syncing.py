@@ -42,7 +42,7 @@ SYNC_GROUPS = 8
 class SyncRunner:
     """Runs the fsyncs of a batch's appends beside the batch's database round trip."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int = SYNC_GROUPS) -> None:
         self._pool = ThreadPool(threads)
         self.typical_seconds = 0.0   # moving average of recent fsync durations
         self.inline = 0              # fsyncs run in the server's thread
