@@ -3,14 +3,14 @@
 #   make bench              everything below, ~9-11 min on a 2-core machine
 #   make bench QUICK=1      a short smoke run of the same (~1 min)
 #   make bench-workloads    W1/W2 against the baseline relay and the real server, ratio real/relay
-#   make bench-archive | bench-init | bench-login-storm | bench-online
+#   make bench-archive | bench-init | bench-login-storm | bench-online | bench-audience
 #   make bench-profile      py-spy profile of the real server under W1 (installs py-spy into .venv)
 #   make bench-trace        where a W1 send's wall time goes (SQL round trips, fsync, queueing)
 #
 # Every benchmark prints a table and ends with one JSON line; `make bench` also keeps the
 # whole output in $(BENCH_LOG). ARGS adds options to a single bench-* target, e.g.
 # `make bench-workloads ARGS="--workloads W1 --repeat 9"` (each script has --help).
-.PHONY: bench bench-workloads bench-archive bench-init bench-login-storm bench-online bench-profile bench-trace
+.PHONY: bench bench-workloads bench-archive bench-init bench-login-storm bench-online bench-audience bench-profile bench-trace
 
 QUICK ?=
 ARGS ?=
@@ -23,7 +23,7 @@ bench: $(VENV)/.installed
 	@mkdir -p $(dir $(BENCH_LOG))
 	@{ \
 	  echo "== make bench $(if $(QUICK),QUICK=1) — $$(date -u +%FT%TZ), $$(nproc) cores, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"; \
-	  $(MAKE) -k --no-print-directory bench-workloads bench-archive bench-init bench-login-storm bench-online; \
+	  $(MAKE) -k --no-print-directory bench-workloads bench-archive bench-init bench-login-storm bench-online bench-audience; \
 	} 2>&1 | tee $(BENCH_LOG); exit $${PIPESTATUS[0]}
 	@echo "(full output in $(BENCH_LOG))"
 
@@ -46,6 +46,10 @@ bench-login-storm: $(VENV)/.installed
 bench-online: $(VENV)/.installed
 	@echo; echo "== 10,000 peers online: memory per peer, fan-out in a 1,000-member room =="
 	$(BENCH_PY) bench/bench_online.py $(BENCH_QUICK) $(ARGS)
+
+bench-audience: $(VENV)/.installed
+	@echo; echo "== audience bump of a login and of an invite among 20,000 rooms =="
+	$(BENCH_PY) bench/bench_audience.py $(if $(QUICK),--rooms 2000 --users 200 --runs 10) $(ARGS)
 
 bench-profile: $(VENV)/.installed
 	@test -x $(BIN)/py-spy || PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q py-spy

@@ -219,19 +219,25 @@ def bump_audience(cur: Cursor, *, rooms: Iterable[RoomKey] = (), users: Iterable
     """Record that who hears these rooms, or every room of these users, changed (membership,
     or a member's sessions). The rows are locked in key order, like a send batch locks them,
     so this waits for a batch in flight and a later batch sees the new version."""
-    keys = sorted(set(rooms))
+    keys = set(rooms)
     user_ids = sorted(set(users))
-    if not keys and not user_ids:
+    if user_ids:
+        # A statement of its own: folded into the lock below (as an OR of two IN lists)
+        # it made PostgreSQL filter every row of SESSION_TB, at every login and logout.
+        cur.execute("SELECT SESSION_ID, CREATOR_ID FROM SESSION_USER_RELATION_TB WHERE USER_ID = ANY(%s::varchar[])",
+                    (user_ids,))
+        keys.update(RoomKey(*row) for row in cur.fetchall())
+    if not keys:
         return
-    cur.execute("""WITH locked AS (
-                       SELECT SESSION_ID, CREATOR_ID FROM SESSION_TB
-                       WHERE (SESSION_ID, CREATOR_ID) IN (SELECT * FROM unnest(%s::varchar[], %s::varchar[]))
-                          OR (SESSION_ID, CREATOR_ID) IN (SELECT SESSION_ID, CREATOR_ID FROM SESSION_USER_RELATION_TB
-                                                          WHERE USER_ID = ANY(%s::varchar[]))
-                       ORDER BY SESSION_ID, CREATOR_ID FOR UPDATE)
-                   UPDATE SESSION_TB s SET AUDIENCE_VERSION = s.AUDIENCE_VERSION + 1
-                   FROM locked l WHERE s.SESSION_ID = l.SESSION_ID AND s.CREATOR_ID = l.CREATOR_ID""",
-                ([k[0] for k in keys], [k[1] for k in keys], user_ids))
+    ordered = sorted(keys)
+    # Lock in key order first (the UPDATE alone would lock in whatever order it scans), then
+    # update the rows now ours; both by index, in one round trip.
+    cur.execute("""SELECT FROM SESSION_TB
+                   WHERE (SESSION_ID, CREATOR_ID) IN (SELECT * FROM unnest(%(s)s::varchar[], %(c)s::varchar[]))
+                   ORDER BY SESSION_ID, CREATOR_ID FOR UPDATE;
+                   UPDATE SESSION_TB SET AUDIENCE_VERSION = AUDIENCE_VERSION + 1
+                   WHERE (SESSION_ID, CREATOR_ID) IN (SELECT * FROM unnest(%(s)s::varchar[], %(c)s::varchar[]))""",
+                {"s": [k[0] for k in ordered], "c": [k[1] for k in ordered]})
 
 
 def finish_batch(cur: Cursor, appends: list[tuple], reads: list[tuple[RoomKey, str, int]],

@@ -80,3 +80,30 @@ def test_known_batch_applies_only_to_the_row_as_known(db) -> None:
     # A txn id stored before is reported (the caller rolls back and answers it as a retry).
     current = room_db.get_room(db, key)
     assert room_db.finish_known_batch(db, current, *batch(2, "t1")) == "repeated"
+
+
+def test_bump_audience_by_rooms_and_by_users(db) -> None:
+    """Each named room, and each room of each named user, gets one new audience version
+    (once, even when named both ways); other rooms keep theirs."""
+    for user in ("alice", "bob", "carol"):
+        assert user_db.create_user(db, user, user, "x")
+    keys = [RoomKey(f"20261124-000{n}", "alice") for n in range(1, 5)]
+    for key in keys:
+        room_db.insert_room(db, key, "club", False)
+    room_db.add_members(db, keys[0], ["alice", "bob"])
+    room_db.add_members(db, keys[1], ["bob"])
+    room_db.add_members(db, keys[2], ["carol"])
+
+    def versions() -> list[int]:
+        return [room_db.get_room(db, key).audience_version for key in keys]
+
+    before = versions()
+    room_db.bump_audience(db, rooms=[keys[0], keys[3]], users=["bob"])
+    assert [a - b for a, b in zip(versions(), before)] == [1, 1, 0, 1]
+    before = versions()
+    room_db.bump_audience(db, users=["carol", "nobody"])
+    assert [a - b for a, b in zip(versions(), before)] == [0, 0, 1, 0]
+    before = versions()
+    room_db.bump_audience(db, users=["nobody"])
+    room_db.bump_audience(db)
+    assert versions() == before
