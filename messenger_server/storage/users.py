@@ -9,6 +9,11 @@ from .rooms import bump_audience
 
 Cursor = Any
 
+# Closed sessions are kept this long, then pruned by the heartbeat, at most PRUNE_LIMIT rows
+# per heartbeat and process (a first upgrade of a large old table catches up over minutes).
+CLOSED_SESSION_DAYS = 7.0
+PRUNE_LIMIT = 1000
+
 
 @dataclass(frozen=True)
 class User:
@@ -110,7 +115,21 @@ def register_server(cur: Cursor, server_id: str, stale_after: float) -> list[str
     for sid in set(dead):
         users.update(close_server_sessions(cur, sid))
         cur.execute("DELETE FROM PUSH_RELAY_TB WHERE SERVER_ID = %s", (sid,))
+    prune_closed_sessions(cur)
     return sorted(users)
+
+
+def prune_closed_sessions(cur: Cursor, older_than_days: float = CLOSED_SESSION_DAYS,
+                          limit: int = PRUNE_LIMIT) -> int:
+    """Delete up to ``limit`` sessions closed more than ``older_than_days`` ago (nothing reads
+    a closed session; kept a while for whoever looks into a problem). Returns how many."""
+    # = ANY(ARRAY(...)): the rows go by primary key; an IN (subquery) of LIMIT rows made
+    # PostgreSQL hash-join it against a scan of the whole table.
+    cur.execute("""DELETE FROM USER_SESSION_TB WHERE TOKEN_HASH = ANY(ARRAY(
+                       SELECT TOKEN_HASH FROM USER_SESSION_TB
+                       WHERE NOT ONLINE AND LAST_SEEN < now() - %s * interval '1 day'
+                       LIMIT %s))""", (older_than_days, limit))
+    return cur.rowcount
 
 
 def unregister_server(cur: Cursor, server_id: str) -> None:

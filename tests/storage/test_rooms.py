@@ -107,3 +107,25 @@ def test_bump_audience_by_rooms_and_by_users(db) -> None:
     room_db.bump_audience(db, users=["nobody"])
     room_db.bump_audience(db)
     assert versions() == before
+
+
+def test_heartbeat_prunes_sessions_closed_a_week_ago(db) -> None:
+    """Closed sessions older than CLOSED_SESSION_DAYS go at the next heartbeat, a bounded
+    number at a time; recent closed sessions and online ones stay."""
+    assert user_db.create_user(db, "alice", "alice", "x")
+    tokens = [bytes([n]) * 32 for n in range(6)]
+    for token in tokens:
+        user_db.open_session(db, token, "alice", "127.0.0.1", 9000, b"s" * 32, "srv-a")
+    for token in tokens[:5]:
+        assert user_db.close_session(db, token) == "alice"
+    db.execute("UPDATE USER_SESSION_TB SET LAST_SEEN = now() - interval '8 days' WHERE TOKEN_HASH = ANY(%s)",
+               ([token for token in tokens[:3]],))
+
+    def left() -> set[bytes]:
+        db.execute("SELECT TOKEN_HASH FROM USER_SESSION_TB")
+        return {bytes(row[0]) for row in db.fetchall()}
+
+    assert user_db.prune_closed_sessions(db, limit=2) == 2
+    assert len(left()) == 4
+    user_db.register_server(db, "srv-a", 35.0)
+    assert left() == set(tokens[3:]), "the old closed ones went; a recent closed one and the online one stay"
