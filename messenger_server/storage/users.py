@@ -13,6 +13,11 @@ Cursor = Any
 # per heartbeat and process (a first upgrade of a large old table catches up over minutes).
 CLOSED_SESSION_DAYS = 7.0
 PRUNE_LIMIT = 1000
+# A send retried later than this with the same txn_id is stored as a new message.
+SEND_TXN_DAYS = 7.0
+# Up to this many txn ids per heartbeat (10 s) and process: ahead of any sustained send rate
+# this server can take (W1 peaks at ~2,000 messages/s).
+TXN_PRUNE_LIMIT = 50_000
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,17 @@ def register_server(cur: Cursor, server_id: str, stale_after: float) -> list[str
         users.update(close_server_sessions(cur, sid))
         cur.execute("DELETE FROM PUSH_RELAY_TB WHERE SERVER_ID = %s", (sid,))
     prune_closed_sessions(cur)
+    prune_send_txns(cur)
     return sorted(users)
+
+
+def prune_send_txns(cur: Cursor, older_than_days: float = SEND_TXN_DAYS, limit: int = TXN_PRUNE_LIMIT) -> int:
+    """Delete up to ``limit`` send txn ids stored more than ``older_than_days`` ago (a retry
+    that late is not recognised). Returns how many."""
+    cur.execute("""DELETE FROM SEND_TXN_TB WHERE ctid = ANY(ARRAY(
+                       SELECT ctid FROM SEND_TXN_TB
+                       WHERE CREATED_AT < now() - %s * interval '1 day' LIMIT %s))""", (older_than_days, limit))
+    return cur.rowcount
 
 
 def prune_closed_sessions(cur: Cursor, older_than_days: float = CLOSED_SESSION_DAYS,

@@ -129,3 +129,21 @@ def test_heartbeat_prunes_sessions_closed_a_week_ago(db) -> None:
     assert len(left()) == 4
     user_db.register_server(db, "srv-a", 35.0)
     assert left() == set(tokens[3:]), "the old closed ones went; a recent closed one and the online one stay"
+
+
+def test_heartbeat_prunes_send_txn_ids_older_than_a_week(db) -> None:
+    """A txn id stays answerable for SEND_TXN_DAYS; older ones go at the heartbeat."""
+    room_db.prepare_statements(db)
+    assert user_db.create_user(db, "alice", "alice", "x")
+    key = RoomKey("20261124-0001", "alice")
+    room_db.insert_room(db, key, "club", False)
+    db.execute("""INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME, CREATED_AT)
+                  SELECT 'alice', 'old' || g, %s, %s, g, 't', now() - interval '8 days' FROM generate_series(1, 5) g
+                  UNION ALL
+                  SELECT 'alice', 'new' || g, %s, %s, 5 + g, 't', now() - interval '6 days' FROM generate_series(1, 2) g""",
+               (*key, *key))
+    assert user_db.prune_send_txns(db, limit=3) == 3
+    user_db.register_server(db, "srv-a", 35.0)
+    assert set(room_db.lock_batch(db, [key], [("alice", f"old{g}") for g in range(1, 6)]).txns) == set()
+    kept = room_db.lock_batch(db, [key], [("alice", "new1"), ("alice", "new2")]).txns
+    assert {txn for _, txn in kept} == {"new1", "new2"}
