@@ -187,6 +187,15 @@ class Server:
                     users.register_server(cur, self.server_id, STALE_SERVER_SECONDS)
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
+                continue
+            try:
+                # Its own transaction: a failure here must not make this process look dead.
+                with self.pool.transaction("server.prune") as cur:
+                    txns, sessions = users.prune(cur)
+                if txns or sessions:
+                    log.info("pruned %d send txn ids and %d closed sessions older than a week", txns, sessions)
+            except Exception as exc:
+                log.warning("pruning old send txn ids and sessions failed: %s", exc)
 
     # -- stop ----------------------------------------------------------------------------
     def serve_forever(self) -> None:

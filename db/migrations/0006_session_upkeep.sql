@@ -1,5 +1,5 @@
 -- Closed sessions stay in USER_SESSION_TB (ONLINE = false) until the heartbeat prunes them
--- (storage/users.py register_server). Every process's heartbeat, every 10 s, looks for
+-- (storage/users.py prune). Every process's heartbeat, every 10 s, looks for
 -- online sessions of processes that stopped, and a stopping process closes its own: both by
 -- SERVER_ID among online sessions, which without an index meant reading the whole table,
 -- every closed session ever included.

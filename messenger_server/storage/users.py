@@ -120,9 +120,13 @@ def register_server(cur: Cursor, server_id: str, stale_after: float) -> list[str
     for sid in set(dead):
         users.update(close_server_sessions(cur, sid))
         cur.execute("DELETE FROM PUSH_RELAY_TB WHERE SERVER_ID = %s", (sid,))
-    prune_closed_sessions(cur)
-    prune_send_txns(cur)
     return sorted(users)
+
+
+def prune(cur: Cursor) -> tuple[int, int]:
+    """Upkeep for the heartbeat: forget old send txn ids and old closed sessions; returns
+    how many of each went."""
+    return prune_send_txns(cur), prune_closed_sessions(cur)
 
 
 def prune_send_txns(cur: Cursor, older_than_days: float = SEND_TXN_DAYS, limit: int = TXN_PRUNE_LIMIT) -> int:

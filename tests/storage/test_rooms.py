@@ -110,7 +110,7 @@ def test_bump_audience_by_rooms_and_by_users(db) -> None:
 
 
 def test_heartbeat_prunes_sessions_closed_a_week_ago(db) -> None:
-    """Closed sessions older than CLOSED_SESSION_DAYS go at the next heartbeat, a bounded
+    """Closed sessions older than CLOSED_SESSION_DAYS go at the next heartbeat's upkeep, a bounded
     number at a time; recent closed sessions and online ones stay."""
     assert user_db.create_user(db, "alice", "alice", "x")
     tokens = [bytes([n]) * 32 for n in range(6)]
@@ -127,12 +127,12 @@ def test_heartbeat_prunes_sessions_closed_a_week_ago(db) -> None:
 
     assert user_db.prune_closed_sessions(db, limit=2) == 2
     assert len(left()) == 4
-    user_db.register_server(db, "srv-a", 35.0)
+    assert user_db.prune(db) == (0, 1)
     assert left() == set(tokens[3:]), "the old closed ones went; a recent closed one and the online one stay"
 
 
 def test_heartbeat_prunes_send_txn_ids_older_than_a_week(db) -> None:
-    """A txn id stays answerable for SEND_TXN_DAYS; older ones go at the heartbeat."""
+    """A txn id stays answerable for SEND_TXN_DAYS; older ones go at the heartbeat's upkeep."""
     room_db.prepare_statements(db)
     assert user_db.create_user(db, "alice", "alice", "x")
     key = RoomKey("20261124-0001", "alice")
@@ -143,7 +143,7 @@ def test_heartbeat_prunes_send_txn_ids_older_than_a_week(db) -> None:
                   SELECT 'alice', 'new' || g, %s, %s, 5 + g, 't', now() - interval '6 days' FROM generate_series(1, 2) g""",
                (*key, *key))
     assert user_db.prune_send_txns(db, limit=3) == 3
-    user_db.register_server(db, "srv-a", 35.0)
+    assert user_db.prune(db) == (2, 0)
     assert set(room_db.lock_batch(db, [key], [("alice", f"old{g}") for g in range(1, 6)]).txns) == set()
     kept = room_db.lock_batch(db, [key], [("alice", "new1"), ("alice", "new2")]).txns
     assert {txn for _, txn in kept} == {"new1", "new2"}
