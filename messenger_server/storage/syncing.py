@@ -44,6 +44,10 @@ class SyncRunner:
 
     def __init__(self, threads: int = SYNC_GROUPS) -> None:
         self._pool = ThreadPool(threads)
+        # Start the threads now: each one's first work costs the process ~2 MiB (its hub and
+        # malloc arena), which would otherwise arrive with the first many-room batch, at any
+        # time in the server's life, and look like a leak.
+        self._pool.size = threads
         self.typical_seconds = 0.0   # moving average of recent fsync durations
         self.inline = 0              # fsyncs run in the server's thread
         self.threaded = 0            # fsyncs run in the pool
