@@ -44,9 +44,10 @@ class SyncRunner:
 
     def __init__(self, threads: int = SYNC_GROUPS) -> None:
         self._pool = ThreadPool(threads)
-        # Start the threads now: each one's first work costs the process ~2 MiB (its hub and
-        # malloc arena), which would otherwise arrive with the first many-room batch, at any
-        # time in the server's life, and look like a leak.
+        # Start the threads now. Started late, by the first many-room batch, they stepped the
+        # server's RSS up by ~16 MiB at that moment (a 90-s soak: +18 MiB after warm-up
+        # against +2 with them started here, at the same RSS after warm-up): a one-off that
+        # looks like a leak. See docs/reliability.md.
         self._pool.size = threads
         self.typical_seconds = 0.0   # moving average of recent fsync durations
         self.inline = 0              # fsyncs run in the server's thread
