@@ -16,9 +16,7 @@ users (so each user is in ~4 x rooms / users of them), analysed. Each variant ru
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,11 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg2  # noqa: E402
 
-from benchlib import emit, machine, median  # noqa: E402
+from benchlib import emit, machine, median, temporary_database  # noqa: E402
 
 from messenger_protocol.messages import RoomKey  # noqa: E402
 from messenger_server.storage import rooms as room_db  # noqa: E402
-from messenger_server.storage.embedded import EmbeddedPostgres  # noqa: E402
 from messenger_server.storage.migrate import migrate  # noqa: E402
 
 OLD_BUMP = """WITH locked AS (
@@ -72,11 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--runs", type=int, default=50, help="timed runs of each variant")
     args = parser.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="messenger-bench-audience-"))
-    tmp.chmod(0o755)            # the embedded PostgreSQL may run as another user
-    pg = EmbeddedPostgres(tmp / "pg")
-    try:
-        url = pg.start()
+    with temporary_database() as (url, _):
         migrate(url)
         conn = psycopg2.connect(url)
         with conn.cursor() as cur:
@@ -112,9 +105,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<28}{a:>12.3f}{b:>10.3f}{b / a:>15.1f}")
             result[name.split()[0]] = {"current_ms": round(a, 3), "old_ms": round(b, 3), "ratio_old_current": round(b / a, 1)}
         conn.close()
-    finally:
-        pg.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
     emit(result)
     return 0
 

@@ -132,27 +132,36 @@ def seed_history(url: str, archive_root: Path, key: tuple[str, str], days: dict[
 
 
 @contextlib.contextmanager
-def server_with_database(extra: list[str] = (), relaxed: bool = True) -> Iterator[tuple[ServerUnderTest, str, Path]]:
-    """A temporary embedded PostgreSQL and a ``messenger_server`` on it (port 0, open-file limit
-    raised to the hard limit). Yields (server, database URL, data dir); cleans everything up."""
+def temporary_database() -> Iterator[tuple[str, Path]]:
+    """A temporary embedded PostgreSQL in a fresh folder. Yields (database URL, folder); stops
+    it and removes the folder at the end."""
     from messenger_server.storage.embedded import EmbeddedPostgres
     tmp = Path(tempfile.mkdtemp(prefix="messenger-bench-"))
     os.chmod(tmp, 0o755)          # the embedded PostgreSQL may run as another user
     pg = EmbeddedPostgres(tmp / "pg")
-    url = pg.start()
-    server = None
     try:
-        data = tmp / "server"
-        argv = [sys.executable, "-m", "messenger_server", "--host", "127.0.0.1", "--port", "0",
-                "--data-dir", str(data), "--database-url", url, *(RELAXED_LIMITS if relaxed else []), *extra]
-        data.mkdir()
-        server = ServerUnderTest.start(argv, str(data), keep=True)
-        yield server, url, data
+        yield pg.start(), tmp
     finally:
-        if server is not None:
-            server.stop()
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def server_with_database(extra: list[str] = (), relaxed: bool = True) -> Iterator[tuple[ServerUnderTest, str, Path]]:
+    """A temporary embedded PostgreSQL and a ``messenger_server`` on it (port 0, open-file limit
+    raised to the hard limit). Yields (server, database URL, data dir); cleans everything up."""
+    with temporary_database() as (url, tmp):
+        server = None
+        try:
+            data = tmp / "server"
+            argv = [sys.executable, "-m", "messenger_server", "--host", "127.0.0.1", "--port", "0",
+                    "--data-dir", str(data), "--database-url", url, *(RELAXED_LIMITS if relaxed else []), *extra]
+            data.mkdir()
+            server = ServerUnderTest.start(argv, str(data), keep=True)
+            yield server, url, data
+        finally:
+            if server is not None:
+                server.stop()
 
 
 def db_pid(pgdata: Path) -> int | None:

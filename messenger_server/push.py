@@ -257,14 +257,12 @@ class PushHub:
         room and each process holding sessions of its audience, the frames and the sessions."""
         if self.relay is None:
             return []
-        rows: list["Handoff"] = []
-        for room, group in _by_room(messages).items():
-            foreign = [(server, targets) for server, targets in audience[room].by_server.items()
-                       if not self._held_here(server)]
-            if foreign:
-                frames = b"".join(m.push_bytes for m in group)
-                rows.extend((server, [t.token_hash for t in targets], frames, len(group)) for server, targets in foreign)
-        return rows
+        foreign = {room: [(server, targets) for server, targets in room_audience.by_server.items()
+                          if not self._held_here(server)] for room, room_audience in audience.items()}
+        if not any(foreign.values()):
+            return []
+        return [(server, [t.token_hash for t in targets], frames, count)
+                for room, frames, count in _room_frames(messages) for server, targets in foreign[room]]
 
     def _held_here(self, server_id: str) -> bool:
         return self.relay is None or not server_id or server_id == self.server_id
@@ -367,8 +365,8 @@ class PushHub:
         for kind, payload in items:
             if kind == "messages":
                 messages, audience = payload
-                for room, group in _by_room(messages).items():
-                    add(self._local_targets(audience[room]), b"".join(m.push_bytes for m in group), len(group))
+                for room, frames, count in _room_frames(messages):
+                    add(self._local_targets(audience[room]), frames, count)
             else:
                 token_hashes, frames, count = payload
                 add(self._relayed_targets(token_hashes), frames, count)
@@ -391,8 +389,8 @@ class PushHub:
         # Each message is encoded once, and a room's frames of the batch are joined once:
         # every session of the room gets the same bytes in one write. Sessions held by
         # other processes were handed to them in the batch's transaction (handoffs).
-        for room, group in _by_room(messages).items():
-            self._deliver(self._local_targets(audience[room]), b"".join(m.push_bytes for m in group), len(group))
+        for room, frames, count in _room_frames(messages):
+            self._deliver(self._local_targets(audience[room]), frames, count)
 
     def _local_targets(self, audience: "RoomAudience") -> Iterable[Target]:
         if self.relay is None:
@@ -459,8 +457,9 @@ class PushHub:
         self.links.clear()
 
 
-def _by_room(messages: list["StoredMessage"]) -> dict[RoomKey, list["StoredMessage"]]:
-    rooms: dict[RoomKey, list["StoredMessage"]] = {}
+def _room_frames(messages: list["StoredMessage"]) -> list[tuple[RoomKey, bytes, int]]:
+    """Each room's push frames of these messages joined once, in order: (room, bytes, count)."""
+    rooms: dict[RoomKey, list[bytes]] = {}
     for message in messages:
-        rooms.setdefault(message.room, []).append(message)
-    return rooms
+        rooms.setdefault(message.room, []).append(message.push_bytes)
+    return [(room, b"".join(frames), len(frames)) for room, frames in rooms.items()]

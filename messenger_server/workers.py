@@ -3,9 +3,9 @@
 The parent starts the embedded PostgreSQL when no URL is given, applies the migrations, binds
 the port, and forks the workers. Each worker listens on the port with its own SO_REUSEPORT
 socket, so the kernel spreads new connections evenly over them (one shared accepting socket
-would hand most connections of a burst to whichever worker happened to be idle). Everything they share goes through PostgreSQL: seq
-numbers by row locks, room ids by upserts, pushes to sessions held by a sibling through the
-relay table. The parent only supervises: it restarts a worker that dies, forwards SIGTERM /
+would hand most connections of a burst to whichever worker happened to be idle).
+Everything they share goes through PostgreSQL: seq numbers by row locks, room ids by upserts,
+pushes to sessions held by a sibling through the relay table. The parent only supervises: it restarts a worker that dies, forwards SIGTERM /
 SIGINT, and stops PostgreSQL after the last worker has exited.
 """
 from __future__ import annotations
@@ -32,12 +32,16 @@ log = logging.getLogger(__name__)
 RESTART_BACKOFF = 1.0
 
 
-def _port_socket(host: str, port: int) -> socket.socket:
+def _port_socket(host: str, port: int, listen: bool) -> socket.socket:
+    """A socket bound to the port (SO_REUSEPORT where there is one), accepting if ``listen``."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if hasattr(socket, "SO_REUSEPORT"):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
+    if listen:
+        sock.listen(1024)
+        sock.setblocking(False)
     return sock
 
 
@@ -49,9 +53,7 @@ def _worker(config: Config, listener: socket.socket, ready_fd: int) -> int:
         if hasattr(socket, "SO_REUSEPORT"):
             host, port = listener.getsockname()[:2]
             listener.close()           # the parent's holds the port; this worker gets its own
-            listener = _port_socket(host, port)
-            listener.listen(1024)
-            listener.setblocking(False)
+            listener = _port_socket(host, port, listen=True)
         server.start(listen_socket=listener, announce=False)
     except Exception as exc:
         print(f"messenger-server worker {os.getpid()}: could not start: {exc}", file=sys.stderr)
@@ -70,10 +72,8 @@ def run_workers(config: Config) -> int:
         config = dataclasses.replace(config, database_url=embedded.start())
     try:
         migrate.migrate(config.database_url)
-        listener = _port_socket(config.host, config.port)
-        if not hasattr(socket, "SO_REUSEPORT"):
-            listener.listen(1024)      # then the workers share this one socket
-            listener.setblocking(False)
+        # Without SO_REUSEPORT the workers share this one accepting socket.
+        listener = _port_socket(config.host, config.port, listen=not hasattr(socket, "SO_REUSEPORT"))
     except Exception as exc:
         print(f"messenger-server: could not start: {exc}", file=sys.stderr)
         if embedded is not None:
