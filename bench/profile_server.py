@@ -13,6 +13,7 @@ stacks and the summary.
     .venv/bin/pip install py-spy
     .venv/bin/python bench/profile_server.py [--out DIR] [--repeat 4] [-- workload args]
     .venv/bin/python bench/profile_server.py --trace     # wall-time timers instead (no py-spy)
+    .venv/bin/python bench/profile_server.py --workers 2 -- --rooms 50 --members 4   # every worker
 """
 from __future__ import annotations
 
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=4, help="loadtest repetitions (more samples)")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--processes", type=int, default=0, help="load generator processes")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes (messenger-server --workers N); py-spy follows them all")
     parser.add_argument("--all-threads", action="store_true",
                         help="sample every thread that py-spy deems active (fsync and scrypt threads, and "
                              "waits py-spy cannot tell from work) instead of only the thread holding the GIL")
@@ -142,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only summarize an existing profile.raw (writes summary.txt beside it)")
     parser.add_argument("loadtest_args", nargs="*", help="workload args for messenger-loadtest (after --); default W1")
     args = parser.parse_args(argv)
+    if args.trace and args.workers > 1:
+        parser.error("--trace times one server process; use it without --workers")
     if args.summarize:
         print(summarize(args.summarize, args.summarize.with_name("summary.txt")))
         return 0
@@ -152,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     data = tempfile.mkdtemp(prefix="messenger-profile-")
     os.chmod(data, 0o755)
-    server_args = ["--host", "127.0.0.1", "--port", "0", "--data-dir", data, *RELAXED_LIMITS]
+    server_args = ["--host", "127.0.0.1", "--port", "0", "--data-dir", data, *RELAXED_LIMITS,
+                   *(["--workers", str(args.workers)] if args.workers > 1 else [])]
     trace_json = args.out / "trace.json"
     if args.trace:
         argv_server = [sys.executable, str(ROOT / "bench" / "trace_server.py"), "--trace-out", str(trace_json),
@@ -169,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.trace:
             spy = subprocess.Popen([py_spy, "record", "--pid", str(server.pid), "--format", "raw", "--output",
                                     str(raw), "--rate", str(args.rate), "--nonblocking", "--threads",
+                                    *(["--subprocesses"] if args.workers > 1 else []),
                                     *([] if args.all_threads else ["--gil"])],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(1.0)
