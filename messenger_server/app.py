@@ -191,9 +191,12 @@ class Server:
             try:
                 # Its own transaction: a failure here must not make this process look dead.
                 with self.pool.transaction("server.prune") as cur:
-                    txns, sessions = users.prune(cur)
+                    txns, sessions = users.prune(cur, self.config.txn_retention_days,
+                                                 self.config.session_retention_days)
                 if txns or sessions:
-                    log.info("pruned %d send txn ids and %d closed sessions older than a week", txns, sessions)
+                    log.info("pruned %d send txn ids older than %g days and %d sessions closed more than "
+                             "%g days ago", txns, self.config.txn_retention_days, sessions,
+                             self.config.session_retention_days)
             except Exception as exc:
                 log.warning("pruning old send txn ids and sessions failed: %s", exc)
 

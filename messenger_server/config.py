@@ -48,6 +48,8 @@ class Config:
     tls_key: str | None = None
     workers: int = 1
     push_pacing: float = 2.0              # see push.py PushHub._paced; 0 = off
+    txn_retention_days: float = 7.0       # a send retried later is stored as a new message
+    session_retention_days: float = 7.0   # closed login sessions are deleted after this
     log_level: str = "WARNING"
 
     @property
@@ -88,6 +90,10 @@ _HELP = {
     "push_pacing": "after a push fan-out that took over 1 ms (a big room), wait this many times "
                    "its duration, at most 25 ms, before the next and send the messages committed "
                    "meanwhile with it: more throughput in busy big rooms for a little latency; 0 turns it off",
+    "txn_retention_days": "days a send's txn_id is remembered, so that a client's retry is answered "
+                          "instead of stored twice (at least 1)",
+    "session_retention_days": "days a closed login session is kept for whoever looks into a problem "
+                              "(0 deletes it at the next heartbeat)",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 
@@ -150,4 +156,9 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         parser.error("--pool-size must be at least 1")
     if not 0 <= config.push_pacing <= 100:
         parser.error("--push-pacing must be between 0 (off) and 100")
+    if not config.txn_retention_days >= 1:
+        parser.error("--txn-retention-days must be at least 1: clients retry a send with the same "
+                     "txn_id after reconnecting, and a forgotten one is stored twice")
+    if not config.session_retention_days >= 0:
+        parser.error("--session-retention-days must be 0 or more")
     return config

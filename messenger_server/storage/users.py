@@ -9,11 +9,13 @@ from .rooms import bump_audience
 
 Cursor = Any
 
-# Closed sessions are kept this long, then pruned by the heartbeat, at most PRUNE_LIMIT rows
-# per heartbeat and process (a first upgrade of a large old table catches up over minutes).
+# Closed sessions are kept this long (--session-retention-days), then pruned by the
+# heartbeat, at most PRUNE_LIMIT rows per heartbeat and process (a first upgrade of a large
+# old table catches up over minutes).
 CLOSED_SESSION_DAYS = 7.0
 PRUNE_LIMIT = 1000
-# A send retried later than this with the same txn_id is stored as a new message.
+# A send retried later than this with the same txn_id is stored as a new message
+# (--txn-retention-days).
 SEND_TXN_DAYS = 7.0
 # Up to this many txn ids per heartbeat (10 s) and process: ahead of any sustained send rate
 # this server can take (W1 peaks at ~2,000 messages/s).
@@ -123,10 +125,11 @@ def register_server(cur: Cursor, server_id: str, stale_after: float) -> list[str
     return sorted(users)
 
 
-def prune(cur: Cursor) -> tuple[int, int]:
-    """Upkeep for the heartbeat: forget old send txn ids and old closed sessions; returns
-    how many of each went."""
-    return prune_send_txns(cur), prune_closed_sessions(cur)
+def prune(cur: Cursor, txn_days: float = SEND_TXN_DAYS, session_days: float = CLOSED_SESSION_DAYS
+          ) -> tuple[int, int]:
+    """Upkeep for the heartbeat: forget send txn ids older than ``txn_days`` and sessions
+    closed more than ``session_days`` ago; returns how many of each went."""
+    return prune_send_txns(cur, txn_days), prune_closed_sessions(cur, session_days)
 
 
 def prune_send_txns(cur: Cursor, older_than_days: float = SEND_TXN_DAYS, limit: int = TXN_PRUNE_LIMIT) -> int:

@@ -88,3 +88,30 @@ def test_port_in_use_fails_with_a_message(server, tmp_path, database_url):
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60,
                             env={k: v for k, v in os.environ.items() if k != "MESSENGER_DATABASE_URL"})
     assert result.returncode == 1 and "could not start" in result.stderr
+
+
+def test_heartbeat_prunes_by_the_configured_retention(server_factory, db):
+    """--txn-retention-days and --session-retention-days reach the heartbeat's upkeep: with
+    0 days a closed session goes at the next beat, and a txn id older than the 1 day set
+    goes while a newer one stays."""
+    from ..support import logged_in_peer, wait_for
+
+    server = server_factory("--txn-retention-days", "1", "--session-retention-days", "0")
+    peer = logged_in_peer(server, "alice")
+    room = peer.create_room("club", [])
+    db.execute("""INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME, CREATED_AT)
+                  VALUES ('alice', 'two-days', %(s)s, %(c)s, 1, 't', now() - interval '2 days'),
+                         ('alice', 'half-a-day', %(s)s, %(c)s, 2, 't', now() - interval '12 hours')""",
+               {"s": room["session_id"], "c": room["creator_id"]})
+    peer.logout()
+    peer.close()
+
+    def count(sql: str) -> int:
+        db.execute(sql)
+        return db.fetchone()[0]
+
+    wait_for(lambda: count("SELECT count(*) FROM USER_SESSION_TB") == 0, timeout=30,
+             what="the closed session pruned by the heartbeat")
+    assert wait_for(lambda: count("SELECT count(*) FROM SEND_TXN_TB WHERE TXN_ID = 'two-days'") == 0,
+                    timeout=5, what="the two-day-old txn id pruned")
+    assert count("SELECT count(*) FROM SEND_TXN_TB WHERE TXN_ID = 'half-a-day'") == 1

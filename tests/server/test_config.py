@@ -18,3 +18,22 @@ def test_push_pacing_out_of_range_is_a_usage_error(value: str, capsys) -> None:
         load_config(["--push-pacing", value], environ={})
     assert exit_info.value.code == 2
     assert "--push-pacing must be between 0 (off) and 100" in capsys.readouterr().err
+
+
+def test_retention_periods_default_to_a_week_and_can_be_set() -> None:
+    config = load_config([], environ={})
+    assert (config.txn_retention_days, config.session_retention_days) == (7.0, 7.0)
+    config = load_config(["--txn-retention-days", "30", "--session-retention-days", "0"], environ={})
+    assert (config.txn_retention_days, config.session_retention_days) == (30.0, 0.0)
+    assert load_config([], environ={"MESSENGER_TXN_RETENTION_DAYS": "2.5"}).txn_retention_days == 2.5
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--txn-retention-days", "0.5"], "--txn-retention-days must be at least 1"),
+    (["--session-retention-days", "-1"], "--session-retention-days must be 0 or more"),
+])
+def test_retention_periods_out_of_range_are_usage_errors(argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        load_config(argv, environ={})
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
