@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from messenger_protocol import DEFAULT_MAX_FRAME_SIZE
 
+from .storage.users import CLOSED_SESSION_DAYS, SEND_TXN_DAYS
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -48,8 +50,8 @@ class Config:
     tls_key: str | None = None
     workers: int = 1
     push_pacing: float = 2.0              # see push.py PushHub._paced; 0 = off
-    txn_retention_days: float = 7.0       # a send retried later is stored as a new message
-    session_retention_days: float = 7.0   # closed login sessions are deleted after this
+    txn_retention_days: float = SEND_TXN_DAYS            # a send retried later is stored anew
+    session_retention_days: float = CLOSED_SESSION_DAYS  # closed login sessions go after this
     log_level: str = "WARNING"
 
     @property

@@ -5,8 +5,9 @@ the port, and forks the workers. Each worker listens on the port with its own SO
 socket, so the kernel spreads new connections evenly over them (one shared accepting socket
 would hand most connections of a burst to whichever worker happened to be idle).
 Everything they share goes through PostgreSQL: seq numbers by row locks, room ids by upserts,
-pushes to sessions held by a sibling through the relay table. The parent only supervises: it restarts a worker that dies, forwards SIGTERM /
-SIGINT, and stops PostgreSQL after the last worker has exited.
+pushes to sessions held by a sibling through the relay table. The parent only supervises: it
+restarts a worker that dies, forwards SIGTERM / SIGINT, and stops PostgreSQL after the last
+worker has exited.
 """
 from __future__ import annotations
 
