@@ -46,8 +46,8 @@ MAX_BATCH = 2000
 COMMIT_LANES = 1   # more lanes measured slower on 2 cores: smaller batches, same CPU (BENCHMARKS.md)
 TXN_RACE_ATTEMPTS = 5
 # Between batches the committer waits until the hub has nothing else ready, at most this long
-# (see _commit_loop).
-SETTLE_SECONDS = 0.002
+# (see _settle; 1 and 2 ms measured alike).
+SETTLE_SECONDS = 0.001
 
 
 class _TxnRace(Exception):
@@ -204,9 +204,9 @@ class Messages:
         """Let the hub run what is ready before the next batch is taken: the acknowledgements
         just set go out, and sends already in the sockets are read and queued. Without this
         the next batch would start at once with only the sends that happened to be queued,
-        and the batches stay small under load (the 50-small-rooms load test gained ~30 %,
-        BENCHMARKS.md). Bounded, because an idle watcher waits as long as other events are
-        pending, which under a flood of input could be forever."""
+        and the batches stay small under load (measured in BENCHMARKS.md: bigger batches,
+        less CPU per delivery). Bounded, because an idle watcher waits as long as other
+        events are pending, which under a flood of input could be forever."""
         with gevent.Timeout(SETTLE_SECONDS, False):
             gevent.idle()
 
