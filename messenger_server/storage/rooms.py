@@ -73,11 +73,15 @@ class BatchState:
     txns: dict[tuple[str, str], tuple[RoomKey, int, str]]
 
 
-# Most send batches touch one room (every batch of a busy single room does). Their two
+# Most send batches touch one room (every batch of a busy single room does). Their
 # statements are prepared once per connection: PostgreSQL then skips parsing and analysis,
-# and we skip building a VALUES list. They run with plan_cache_mode = force_custom_plan: a
-# generic plan is fixed by the table sizes when it is first chosen, and one chosen while
-# SEND_TXN_TB was small scans the whole table on every batch once it is large.
+# and we skip building a VALUES list. They run with generic plans (plan_cache_mode =
+# force_generic_plan): planning a custom plan was ~0.2 ms of PostgreSQL's ~0.5 ms of CPU per
+# batch (BENCHMARKS.md). A generic plan is made at the statement's first EXECUTE and again
+# whenever its tables' statistics change, and one made while a table is small would scan it
+# whole (send_lock_one's read of SEND_TXN_TB does); every EXECUTE therefore runs behind
+# _PLAN_GUARD, so whenever a plan is made it uses the primary keys, whatever the sizes.
+_PLAN_GUARD = "SET LOCAL enable_seqscan = off;"
 # Shared by both one-room record statements: $1, $2 the room; $3-$9 its new state; then the
 # senders' read positions and the txn ids, as arrays (see _read_arrays, _txn_arrays).
 _SET_ROOM = """SET LAST_SEQ = $3, LAST_TIME = $4, LAST_USER_ID = $5, LAST_TYPE = $6,
@@ -152,7 +156,7 @@ def _placeholders(n: int) -> str:
 
 def prepare_statements(cur: Cursor) -> None:
     """Set up a new connection for the send path (see _PREPARED); one round trip."""
-    cur.execute("SET plan_cache_mode = force_custom_plan;"
+    cur.execute("SET plan_cache_mode = force_generic_plan;"
                 + "".join(f"PREPARE {name}{body};" for name, body in _PREPARED.items()))
 
 
@@ -178,7 +182,7 @@ def lock_batch(cur: Cursor, keys: Iterable[RoomKey], txns: Iterable[tuple[str, s
     keys = sorted(set(keys))
     txns = sorted(set(txns))
     if len(keys) == 1:
-        cur.execute("EXECUTE send_lock_one(%s, %s, %s, %s)",
+        cur.execute(_PLAN_GUARD + "EXECUTE send_lock_one(%s, %s, %s, %s)",
                     (*keys[0], [u for u, _ in txns], [x for _, x in txns]))
         *room_row, txn_rows = cur.fetchone()
         rooms = {keys[0]: _room_from_row(room_row)} if room_row[0] is not None else {}
@@ -206,7 +210,7 @@ def finish_known_batch(cur: Cursor, known: Room, append: tuple, reads: list[tupl
     known (nothing was written); "repeated" when a txn id was stored before (the caller
     must roll back: the rest was written)."""
     key, *last = append
-    cur.execute(f"EXECUTE send_known_one({_placeholders(19)})",
+    cur.execute(f"{_PLAN_GUARD}EXECUTE send_known_one({_placeholders(19)})",
                 (*key, *last, known.last_seq, known.archive_day, known.archive_size, known.audience_version,
                  *_read_arrays(_last_reads(reads)), *_txn_arrays(txns)))
     rooms, stored = cur.fetchone()
@@ -252,7 +256,7 @@ def finish_batch(cur: Cursor, appends: list[tuple], reads: list[tuple[RoomKey, s
     if len(appends) == 1 and all(key == appends[0][0] for key, _, _ in reads) \
             and all(key == appends[0][0] for _, _, key, _, _ in txns):
         key, *last = appends[0]
-        cur.execute(f"EXECUTE send_finish_one({_placeholders(15)})",
+        cur.execute(f"{_PLAN_GUARD}EXECUTE send_finish_one({_placeholders(15)})",
                     (*key, *last, *_read_arrays(reads), *_txn_arrays(txns)))
         return {(u, x) for u, x in cur.fetchall()}
     sql = f"""UPDATE SESSION_TB s SET LAST_SEQ = v.seq, LAST_TIME = v.t, LAST_USER_ID = v.u, LAST_TYPE = v.ty,

@@ -53,6 +53,34 @@ def test_lock_batch_of_a_missing_room_finds_nothing(db) -> None:
     assert state.rooms == {} and state.txns == {}
 
 
+def test_send_statements_plan_by_key_even_on_empty_tables(db) -> None:
+    """The one-room send statements keep the plan of their first run (generic plans), so
+    that plan must use the keys although the tables are still empty: otherwise every later
+    batch scans SEND_TXN_TB whole. The plans are read back as cached, after real runs."""
+    room_db.prepare_statements(db)
+    assert user_db.create_user(db, "alice", "alice", "x")
+    key = RoomKey("20261124-0001", "alice")
+    room_db.insert_room(db, key, "club", False)
+    room_db.add_members(db, key, ["alice"])
+    known = room_db.get_room(db, key)
+    now = dt.datetime.now(dt.timezone.utc)
+    append = (key, 1, now, "alice", "text", "hi", now.date(), 100)
+    reads, txns = [(key, "alice", 1)], [("alice", "t1", key, 1, now.isoformat())]
+    room_db.lock_batch(db, [key], [("alice", "t1")])
+    assert room_db.finish_known_batch(db, known, append, reads, txns) == "ok"
+    room_db.finish_batch(db, [(key, 2, now, "alice", "text", "hi", now.date(), 200)],
+                         [(key, "alice", 2)], [("alice", "t2", key, 2, now.isoformat())])
+    statements = {
+        "send_lock_one": (*key, ["alice"], ["t3"]),
+        "send_known_one": (*key, *append[1:], 1, now.date(), 100, 0, ["alice"], [3], ["alice"], ["t3"], [3], [now]),
+        "send_finish_one": (*key, *append[1:], ["alice"], [3], ["alice"], ["t3"], [3], [now]),
+    }
+    for name, args in statements.items():
+        db.execute(f"EXPLAIN EXECUTE {name}({', '.join(['%s'] * len(args))})", args)
+        plan = "\n".join(row[0] for row in db.fetchall())
+        assert "Seq Scan" not in plan and "Index Scan" in plan, f"{name}:\n{plan}"
+
+
 def test_known_batch_applies_only_to_the_row_as_known(db) -> None:
     room_db.prepare_statements(db)
     for user in ("alice", "bob"):
