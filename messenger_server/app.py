@@ -21,6 +21,7 @@ from .actions.accounts import Accounts
 from .actions.history import History
 from .actions.messages import Messages
 from .actions.rooms import Rooms
+from .affinity import Affinity, WorkerSlot
 from .config import Config
 from .connection import ClientSession
 from .dispatch import Dispatcher
@@ -45,8 +46,11 @@ class Server:
 
     version = __version__
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, worker: WorkerSlot | None = None) -> None:
+        """``worker``: which one this is, when it is one of the processes of ``--workers``."""
         self.config = config
+        self.worker = worker
+        self.affinity: Affinity | None = None
         self.server_id = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.embedded: EmbeddedPostgres | None = None
         self.pool: Pool | None = None
@@ -87,6 +91,10 @@ class Server:
         self.messages = Messages(config, self.pool, self.archive, self.limits, self.push.messages_committed,
                                  handoffs=self.push.handoffs)
         self.history = History(self.pool, self.archive)
+        if config.room_affinity and self.worker is not None and self.worker.count > 1:
+            self.affinity = Affinity(self.worker, self.messages.submit)
+            self.affinity.start()
+            self.messages.affinity = self.affinity
         self.messages.start()
         self.relay.start()
         self.dispatcher = Dispatcher(self._handlers())
@@ -234,6 +242,11 @@ class Server:
         if getattr(self, "messages", None) is not None:
             self.messages.stop()
             self.push.stop()
+            if self.affinity is not None:
+                self.affinity.stop()
+                log.info("room affinity: %d sends handed to their room's worker, %d taken from siblings, "
+                         "%d committed here because the owner was unreachable",
+                         self.affinity.handed, self.affinity.taken, self.affinity.fallbacks)
             log.info("pushed %d deliveries; %d message batches joined an earlier fan-out; "
                      "archive fsyncs: %d in the server's thread, %d in threads",
                      self.push.delivered, self.push.merged, self.messages.syncs.inline, self.messages.syncs.threaded)

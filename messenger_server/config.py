@@ -49,6 +49,7 @@ class Config:
     tls_cert: str | None = None           # PEM certificate chain; with tls_key, clients must use TLS
     tls_key: str | None = None
     workers: int = 1
+    room_affinity: bool = True            # with --workers: a room's sends go to one worker (affinity.py)
     push_pacing: float = 2.0              # see push.py PushHub._paced; 0 = off
     txn_retention_days: float = SEND_TXN_DAYS            # a send retried later is stored anew
     session_retention_days: float = CLOSED_SESSION_DAYS  # closed login sessions go after this
@@ -89,6 +90,8 @@ _HELP = {
     "tls_cert": "PEM certificate (chain) to serve TLS with; needs --tls-key",
     "tls_key": "PEM private key of --tls-cert",
     "workers": "server processes sharing the port, the database and the archive",
+    "room_affinity": "with --workers: hand each send to the worker that owns its room, so that one "
+                     "worker commits each room's messages (on or off)",
     "push_pacing": "after a push fan-out that took over 1 ms (a big room), wait this many times "
                    "its duration, at most 25 ms, before the next and send the messages committed "
                    "meanwhile with it: more throughput in busy big rooms for a little latency; 0 turns it off",
@@ -98,6 +101,16 @@ _HELP = {
                               "(0 deletes it at the next heartbeat)",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
+
+
+def _on_off(raw: str) -> bool:
+    """A switch's value: on/off (also true/false, yes/no, 1/0)."""
+    value = raw.strip().lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"{raw!r} is not on or off")
 
 
 def _env_name(name: str) -> str:
@@ -112,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "environment variable shown in brackets.")
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
-        kind = {int: int, float: float}.get(type(f.default), str)
+        kind = {int: int, float: float, bool: _on_off}.get(type(f.default), str)
         if f.name == "port":
             kind = int
         shown = "<data-dir>/archive" if f.name == "archive_dir" else f.default
@@ -134,9 +147,13 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         if value is None and _env_name(f.name) in environ:
             raw = environ[_env_name(f.name)]
             try:
-                value = type(f.default)(raw) if isinstance(f.default, (int, float)) else raw
-            except ValueError:
-                parser.error(f"{_env_name(f.name)}={raw!r} is not a valid {type(f.default).__name__}")
+                if isinstance(f.default, bool):
+                    value = _on_off(raw)
+                else:
+                    value = type(f.default)(raw) if isinstance(f.default, (int, float)) else raw
+            except (ValueError, argparse.ArgumentTypeError):
+                wanted = "on or off" if isinstance(f.default, bool) else f"a valid {type(f.default).__name__}"
+                parser.error(f"{_env_name(f.name)}={raw!r} is not {wanted}")
         if value is None or value == "":
             continue
         if f.name in ("data_dir", "archive_dir"):

@@ -5,15 +5,17 @@ the port, and forks the workers. Each worker listens on the port with its own SO
 socket, so the kernel spreads new connections evenly over them (one shared accepting socket
 would hand most connections of a burst to whichever worker happened to be idle).
 Everything they share goes through PostgreSQL: seq numbers by row locks, room ids by upserts,
-pushes to sessions held by a sibling through the relay table. The parent only supervises: it
-restarts a worker that dies, forwards SIGTERM / SIGINT, and stops PostgreSQL after the last
-worker has exited.
+pushes to sessions held by a sibling through the relay table. With room affinity (on by
+default) a send is also handed to the worker that owns its room (affinity.py). The parent
+only supervises: it restarts a worker that dies (with the same index, so it owns the same
+rooms), forwards SIGTERM / SIGINT, and stops PostgreSQL after the last worker has exited.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -23,6 +25,7 @@ import gevent
 import gevent.event
 import gevent.socket
 
+from .affinity import WorkerSlot, make_run_dir
 from .app import Server
 from .config import Config
 from .storage import migrate
@@ -46,9 +49,9 @@ def _port_socket(host: str, port: int, listen: bool) -> socket.socket:
     return sock
 
 
-def _worker(config: Config, listener: socket.socket, ready_fd: int) -> int:
+def _worker(config: Config, listener: socket.socket, ready_fd: int, slot: WorkerSlot) -> int:
     """Body of one forked worker; returns its exit status."""
-    server = Server(config)
+    server = Server(config, worker=slot)
     server.install_signal_handlers()
     try:
         if hasattr(socket, "SO_REUSEPORT"):
@@ -81,11 +84,14 @@ def run_workers(config: Config) -> int:
             embedded.stop()
         return 1
     host, port = listener.getsockname()[:2]
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    run_dir, temporary_run_dir = (make_run_dir(config.data_dir) if config.room_affinity
+                                  else (config.data_dir / "run", False))
     stopping = gevent.event.Event()
-    children: dict[int, float] = {}
+    children: dict[int, tuple[float, int]] = {}     # pid -> (start time, worker index)
     handlers: list = []
 
-    def spawn() -> int:
+    def spawn(index: int) -> int:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:                              # the worker
@@ -94,14 +100,14 @@ def run_workers(config: Config) -> int:
             os.close(read_fd)
             code = 1
             try:
-                code = _worker(config, listener, write_fd)
+                code = _worker(config, listener, write_fd, WorkerSlot(index, config.workers, run_dir))
             finally:
                 os._exit(code)                    # never run the parent's atexit handlers
         os.close(write_fd)
-        children[pid] = time.monotonic()
+        children[pid] = (time.monotonic(), index)
         return read_fd
 
-    ready = [spawn() for _ in range(config.workers)]
+    ready = [spawn(index) for index in range(config.workers)]
     for fd in ready:
         gevent.socket.wait_read(fd, timeout=120)
         started = os.read(fd, 1) == b"r"
@@ -126,9 +132,10 @@ def run_workers(config: Config) -> int:
             pid, code = os.waitpid(-1, 0)
         except ChildProcessError:
             break
-        started = children.pop(pid, None)
-        if started is None:
+        child = children.pop(pid, None)
+        if child is None:
             continue
+        started, index = child
         if stopping.is_set():
             if os.WIFEXITED(code) and os.WEXITSTATUS(code) != 0:
                 status = 1
@@ -138,11 +145,13 @@ def run_workers(config: Config) -> int:
               file=sys.stderr, flush=True)
         if time.monotonic() - started < RESTART_BACKOFF:
             gevent.sleep(RESTART_BACKOFF)
-        fd = spawn()
+        fd = spawn(index)           # the same index: it owns the same rooms
         gevent.socket.wait_read(fd, timeout=120)
         os.read(fd, 1)
         os.close(fd)
     listener.close()
+    if temporary_run_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
     if embedded is not None:
         embedded.stop()
     return status

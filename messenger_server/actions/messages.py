@@ -36,6 +36,7 @@ from ..storage.archive import Archive, ArchiveError, make_record, size_after
 from ..storage.pool import Pool
 from ..storage.syncing import SyncRunner
 from ..relay import Handoff, handoff_sql
+from ..affinity import Affinity
 from . import Caller, Reply, check_logged_in
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class Messages:
         self._known: dict[RoomKey, room_db.Room] = {}
         self._contended: dict[RoomKey, float] = {}
         self.syncs = SyncRunner()
+        self.affinity: Affinity | None = None    # set by a worker of --workers N (affinity.py)
 
     def start(self) -> None:
         self._committers = [gevent.spawn(self._commit_loop) for _ in range(COMMIT_LANES)]
@@ -167,7 +169,18 @@ class Messages:
         self.limits.sends_per_user.check(me)
         self.limits.sends_per_address.check(caller.peer_ip)
         self.check_content(chat_type, content)
-        pending = _Pending(RoomKey(session_id, creator_id), me, chat_type, content, txn_id)
+        room = RoomKey(session_id, creator_id)
+        if self.affinity is not None:
+            owner = self.affinity.owner(room)
+            if owner is not None:
+                reply = self.affinity.hand_over(owner, room, me, chat_type, content, txn_id)
+                if reply is not None:
+                    return reply
+        return self.submit(room, me, chat_type, content, txn_id)
+
+    def submit(self, room: RoomKey, user_id: str, chat_type: str, content: bytes, txn_id: str) -> Reply:
+        """Commit one checked send in this process; the reply once it is stored."""
+        pending = _Pending(room, user_id, chat_type, content, txn_id)
         self._queue.append(pending)
         self._wake.set()
         return pending.result.get()

@@ -6,8 +6,11 @@ import base64
 import os
 import signal
 
+import re
+
 import gevent
 import psutil
+import pytest
 
 from messenger_protocol import ProtocolError
 from messenger_protocol.messages import RoomKey
@@ -21,10 +24,10 @@ def two_servers(server_factory, tmp_path):
     return [server_factory("--archive-dir", str(archive), data_dir=tmp_path / f"s{i}") for i in range(2)], archive
 
 
-def test_two_processes_one_order_exactly_once(server_factory, tmp_path):
-    (s1, s2), archive = two_servers(server_factory, tmp_path)
-    names = [f"u{i}" for i in range(8)]
-    peers = [logged_in_peer(s1 if i % 2 else s2, n) for i, n in enumerate(names)]
+def send_together_and_check(peers: list[Peer], names: list[str], archive, per_sender: int) -> int:
+    """Every peer sends ``per_sender`` messages to one room of them all at once; then the
+    acks, the archive and every member's pushes must show one gapless order, each message
+    once and in order. Returns how many were sent."""
     inbox: dict[str, list[int]] = {n: [] for n in names}
     for n, p in zip(names, peers):
         p.on_event(lambda e, n=n: inbox[n].append(e["seq"]) if e["event"] == "message" else None)
@@ -33,11 +36,11 @@ def test_two_processes_one_order_exactly_once(server_factory, tmp_path):
     acked: dict[int, str] = {}
 
     def sender(peer, name):
-        for i in range(40):
+        for i in range(per_sender):
             text = f"{name}:{i}"
             acked[peer.send_text(key, text)["seq"]] = text
     gevent.joinall([gevent.spawn(sender, p, n) for p, n in zip(peers, names)], raise_error=True)
-    total = len(names) * 40
+    total = len(names) * per_sender
     assert sorted(acked) == list(range(1, total + 1))
     records = archive_messages(archive, key.folder)
     assert [r["seq"] for r in records] == list(range(1, total + 1)), "one gapless order, written once"
@@ -47,6 +50,14 @@ def test_two_processes_one_order_exactly_once(server_factory, tmp_path):
                  f"all messages at {n} (has {len(inbox[n])}, last {inbox[n][-3:]}, pending "
                  f"{ {k: sorted(v)[:3] for k, v in peers[names.index(n)]._pending.items()} })")
         assert inbox[n] == list(range(1, total + 1)), f"{n} got every message once, in order"
+    return total
+
+
+def test_two_processes_one_order_exactly_once(server_factory, tmp_path):
+    (s1, s2), archive = two_servers(server_factory, tmp_path)
+    names = [f"u{i}" for i in range(8)]
+    peers = [logged_in_peer(s1 if i % 2 else s2, n) for i, n in enumerate(names)]
+    send_together_and_check(peers, names, archive, per_sender=40)
     # Each process pushes only to the sessions it holds and hands the rest to their owner:
     # one push link per peer, not one per process.
     assert [p.listener.accepted for p in peers] == [1] * len(peers)
@@ -78,8 +89,11 @@ def test_nat_fallback_across_processes(server_factory, tmp_path):
     b.close()
 
 
-def test_worker_killed_under_load_loses_nothing(server_factory, tmp_path):
-    server = server_factory("--workers", "2")
+@pytest.mark.parametrize("affinity", ["off", "on"], ids=["every worker commits", "room affinity"])
+def test_worker_killed_under_load_loses_nothing(server_factory, tmp_path, affinity):
+    """With room affinity the killed worker may be the room's owner: the survivor then
+    commits the sends it can no longer hand over, and retries are still stored once."""
+    server = server_factory("--workers", "2", "--room-affinity", affinity)
     workers = psutil.Process(server.proc.pid).children()
     assert len(workers) == 2
     names = [f"w{i}" for i in range(6)]
@@ -144,3 +158,23 @@ def test_processes_taking_turns_on_one_room_never_overwrite_each_other(server_fa
     assert [base64.b64decode(r["content"]).decode() for r in records] == sent
     for p in (alice, bob):
         p.close()
+
+
+def test_room_affinity_one_worker_commits_each_room(server_factory, tmp_path):
+    """Room affinity (on by default with --workers): sends reaching the other worker are
+    handed to the room's worker and committed there, with one gapless order, written once,
+    delivered in order."""
+    server = server_factory("--workers", "2", "--log-level", "info")
+    names = [f"a{i}" for i in range(12)]      # connections spread over both workers
+    peers = [logged_in_peer(server, n) for n in names]
+    total = send_together_and_check(peers, names, tmp_path / "server0" / "archive", per_sender=20)
+    for p in peers:
+        p.close()
+    server.stop()
+    counts = [tuple(map(int, m)) for m in re.findall(
+        r"room affinity: (\d+) sends handed to their room's worker, (\d+) taken from siblings, (\d+) committed here",
+        server.stderr())]
+    assert len(counts) == 2, server.stderr()[-2000:]
+    handed, taken, fallbacks = (sum(c[i] for c in counts) for i in range(3))
+    assert handed > 0 and handed == taken and fallbacks == 0, counts
+    assert handed < total, "the owner's own connections commit without a hand-over"

@@ -37,3 +37,21 @@ def test_retention_periods_out_of_range_are_usage_errors(argv: list[str], messag
         load_config(argv, environ={})
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_room_affinity_is_on_unless_switched_off() -> None:
+    assert load_config([], environ={}).room_affinity is True
+    assert load_config(["--room-affinity", "off"], environ={}).room_affinity is False
+    assert load_config([], environ={"MESSENGER_ROOM_AFFINITY": "no"}).room_affinity is False
+    assert load_config(["--room-affinity", "on"], environ={"MESSENGER_ROOM_AFFINITY": "off"}).room_affinity is True
+
+
+@pytest.mark.parametrize("argv, environ, message", [
+    (["--room-affinity", "maybe"], {}, "argument --room-affinity: 'maybe' is not on or off"),
+    ([], {"MESSENGER_ROOM_AFFINITY": "2"}, "MESSENGER_ROOM_AFFINITY='2' is not on or off"),
+])
+def test_room_affinity_takes_on_or_off(argv: list[str], environ: dict[str, str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        load_config(argv, environ=environ)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
