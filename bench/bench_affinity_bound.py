@@ -5,8 +5,9 @@ members). In turns: both talk to one server process ("one"), or each to its own 
 server processes on the same database and archive ("two"). In "two" no room is sent to
 through both processes and no member of a room is held by the other process, which is what
 perfect room affinity would give (every send committed by its room's process, no hand-off),
-without the cost of getting the sends there. With ``--workers 2`` today the sends of every
-room arrive at both processes. Prints each run, then the medians and their ratio, and one
+without the cost of getting the sends and pushes there (``--workers 2`` with room affinity
+pays that: sends reaching the other worker are handed over, and so are the pushes for the
+members it holds). Prints each run, then the medians and their ratio, and one
 JSON line.
 
     .venv/bin/python bench/bench_affinity_bound.py [--rounds N] [--rooms-each N] [--messages N]

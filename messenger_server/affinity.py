@@ -7,6 +7,11 @@ hash of its key over the worker count) and a send for a room owned by a sibling 
 to that sibling over a Unix socket in the data directory and committed there, so a room's
 sends form one stream of batches again (BENCHMARKS.md measures what it gives).
 
+The same links carry a batch's pushes for sessions held by a sibling: the owner hands them
+over right after the commit instead of through ``PUSH_RELAY_TB`` (a row, a NOTIFY and a take
+per batch), so the holder still pushes to its own sessions, with its NAT fallback, in commit
+order. When a sibling cannot be reached they go through the relay table after all.
+
 Correctness does not rest on it: every commit still takes the room's row lock, so a send
 that cannot be handed over (the owner is restarting, its socket is gone) is committed by
 the worker that received it, and a retried ``txn_id`` is still answered once. The sockets
@@ -20,10 +25,11 @@ import logging
 import os
 import socket
 import tempfile
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import gevent
 import gevent.event
@@ -43,6 +49,8 @@ CONNECT_SECONDS = 1.0
 MAX_SOCKET_PATH = 100      # sun_path holds 108 bytes on Linux, fewer elsewhere
 
 Submit = Callable[[RoomKey, str, str, bytes, str], dict[str, Any]]
+Handoff = tuple[str, Sequence[bytes], bytes, int]     # relay.Handoff: server, sessions, frames, count
+ID_REFRESH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -74,15 +82,30 @@ def socket_path(run_dir: Path, index: int) -> Path:
     return run_dir / f"worker-{index}.sock"
 
 
+def id_path(run_dir: Path, index: int) -> Path:
+    """Where worker ``index`` writes its server id, so siblings know whose sessions it holds."""
+    return run_dir / f"worker-{index}.id"
+
+
 class Affinity:
     """This worker's side: accept sends handed over by siblings, hand over sends for theirs."""
 
-    def __init__(self, slot: WorkerSlot, submit: Submit) -> None:
-        """``submit`` commits one send here (what ``send`` does after its checks)."""
+    def __init__(self, slot: WorkerSlot, server_id: str, submit: Submit,
+                 deliver: Callable[[list[bytes], bytes, int], None],
+                 relay_send: Callable[[Sequence[Handoff]], None]) -> None:
+        """``submit`` commits one send here (what ``send`` does after its checks);
+        ``deliver`` pushes frames a sibling handed over to sessions held here;
+        ``relay_send`` hands pushes over through PostgreSQL (when a sibling is unreachable)."""
         self.run_dir = slot.run_dir
         self.index = slot.index
         self.workers = slot.count
+        self.server_id = server_id
         self.submit = submit
+        self.deliver = deliver
+        self.relay_send = relay_send
+        self._siblings: dict[str, int] = {}       # server id -> worker index
+        self._ids_read = 0.0
+        self.pushes_handed = 0  # hand-offs of pushes sent to siblings over the links
         self.handed = 0        # sends this worker handed to a sibling
         self.taken = 0         # sends siblings handed to this worker
         self.fallbacks = 0     # sends for a sibling's room committed here instead
@@ -90,6 +113,9 @@ class Affinity:
         self._server: StreamServer | None = None
 
     def start(self) -> None:
+        id_file = id_path(self.run_dir, self.index)
+        id_file.with_suffix(".tmp").write_text(self.server_id)
+        id_file.with_suffix(".tmp").replace(id_file)
         path = socket_path(self.run_dir, self.index)
         path.unlink(missing_ok=True)        # left by this worker's predecessor
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -104,21 +130,66 @@ class Affinity:
         for link in self._links.values():
             link.close()
         socket_path(self.run_dir, self.index).unlink(missing_ok=True)
+        id_path(self.run_dir, self.index).unlink(missing_ok=True)
 
     def owner(self, room: RoomKey) -> int | None:
         """The sibling that should commit ``room``; None when it is this worker."""
         index = owner_of(room, self.workers)
         return None if index == self.index else index
 
+    def _link(self, index: int) -> "_Link":
+        link = self._links.get(index)
+        if link is None or link.broken:
+            link = self._links[index] = _Link(socket_path(self.run_dir, index))
+        return link
+
+    def _sibling(self, server_id: str) -> int | None:
+        """The worker index of a sibling's server id; None for processes elsewhere."""
+        index = self._siblings.get(server_id)
+        if index is None and time.monotonic() - self._ids_read > ID_REFRESH_SECONDS:
+            self._ids_read = time.monotonic()
+            found = {}
+            for i in range(self.workers):
+                try:
+                    found[id_path(self.run_dir, i).read_text()] = i
+                except OSError:
+                    continue
+            found.pop(self.server_id, None)
+            self._siblings = found
+            index = found.get(server_id)
+        return index
+
+    def split_handoffs(self, rows: Sequence[Handoff]) -> tuple[list[Handoff], list[tuple[int, Handoff]]]:
+        """(hand-offs for processes elsewhere, (index, hand-off) for siblings)."""
+        elsewhere, siblings = [], []
+        for row in rows:
+            index = self._sibling(row[0])
+            if index is None:
+                elsewhere.append(row)
+            else:
+                siblings.append((index, row))
+        return elsewhere, siblings
+
+    def push_to_siblings(self, rows: list[tuple[int, Handoff]]) -> None:
+        """Send committed pushes to the siblings holding the sessions (after the commit);
+        through PostgreSQL for a sibling that cannot be reached."""
+        failed = []
+        for index, row in rows:
+            server_id, tokens, frames, count = row
+            try:
+                self._link(index).send({"push": list(tokens), "frames": frames, "count": count})
+                self.pushes_handed += 1
+            except _Unreachable:
+                failed.append(row)
+        if failed:
+            self.relay_send(failed)
+
     def hand_over(self, owner: int, room: RoomKey, user_id: str, chat_type: str, content: bytes,
                   txn_id: str) -> dict[str, Any] | None:
         """The owner's reply to the send; None when the owner cannot be reached (commit
         here). Errors the owner answered are raised as they are."""
-        link = self._links.get(owner)
-        if link is None or link.broken:
-            link = self._links[owner] = _Link(socket_path(self.run_dir, owner))
         try:
-            reply = link.call({"sid": room[0], "cid": room[1], "user": user_id, "type": chat_type,
+            reply = self._link(owner).call({"sid": room[0], "cid": room[1], "user": user_id, "type": chat_type,
                                "content": content, "txn": txn_id})
         except _Unreachable as exc:
             self.fallbacks += 1
@@ -150,6 +221,12 @@ class Affinity:
 
         try:
             for request in _frames(sock):
+                if "push" in request:
+                    try:
+                        self.deliver(request["push"], request["frames"], request["count"])
+                    except Exception:
+                        log.exception("pushes handed over by a sibling could not be delivered")
+                    continue
                 self.taken += 1
                 gevent.spawn(answer, request)
         finally:
@@ -198,6 +275,17 @@ class _Link:
         self._sock = sock
         self._reader = gevent.spawn(self._read, sock)
         return sock
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send ``message`` with no answer expected; _Unreachable when it cannot go."""
+        if self.broken:
+            raise _Unreachable("link closed")
+        try:
+            with self._write:
+                (self._sock or self._connect()).sendall(encode(message))
+        except OSError as exc:
+            self._fail(str(exc))
+            raise _Unreachable(str(exc)) from None
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.broken:

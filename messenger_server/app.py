@@ -92,7 +92,8 @@ class Server:
                                  handoffs=self.push.handoffs)
         self.history = History(self.pool, self.archive)
         if config.room_affinity and self.worker is not None and self.worker.count > 1:
-            self.affinity = Affinity(self.worker, self.messages.submit)
+            self.affinity = Affinity(self.worker, self.server_id, self.messages.submit,
+                                     lambda *handed: self.push.relayed(*handed), self.relay.send)
             self.affinity.start()
             self.messages.affinity = self.affinity
         self.messages.start()
@@ -245,8 +246,9 @@ class Server:
             if self.affinity is not None:
                 self.affinity.stop()
                 log.info("room affinity: %d sends handed to their room's worker, %d taken from siblings, "
-                         "%d committed here because the owner was unreachable",
-                         self.affinity.handed, self.affinity.taken, self.affinity.fallbacks)
+                         "%d committed here because the owner was unreachable; %d push hand-offs to siblings",
+                         self.affinity.handed, self.affinity.taken, self.affinity.fallbacks,
+                         self.affinity.pushes_handed)
             log.info("pushed %d deliveries; %d message batches joined an earlier fan-out; "
                      "archive fsyncs: %d in the server's thread, %d in threads",
                      self.push.delivered, self.push.merged, self.messages.syncs.inline, self.messages.syncs.threaded)

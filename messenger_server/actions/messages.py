@@ -134,6 +134,7 @@ class Messages:
         self._contended: dict[RoomKey, float] = {}
         self.syncs = SyncRunner()
         self.affinity: Affinity | None = None    # set by a worker of --workers N (affinity.py)
+        self._to_siblings: list = []             # the committing batch's pushes for siblings
 
     def start(self) -> None:
         self._committers = [gevent.spawn(self._commit_loop) for _ in range(COMMIT_LANES)]
@@ -201,6 +202,13 @@ class Messages:
             self._in_flight |= rooms
             try:
                 committed, audience = self._store(batch)
+                siblings, self._to_siblings = self._to_siblings, []
+                if committed and siblings:
+                    assert self.affinity is not None
+                    try:
+                        self.affinity.push_to_siblings(siblings)
+                    except Exception:
+                        log.exception("handing pushes to sibling workers failed")
                 if committed:
                     try:
                         self.on_committed(committed, audience)
@@ -364,9 +372,13 @@ class Messages:
     def _hand_off(self, cur: Any, assigned: list[tuple[_Pending, StoredMessage]],
                   audience: dict[RoomKey, RoomAudience]) -> None:
         """Add the batch's pushes for sessions held by other processes to its COMMIT round
-        trip: committed with the messages, in the rooms' commit order."""
+        trip: committed with the messages, in the rooms' commit order. Those for sibling
+        workers wait in _to_siblings and go over the affinity links once committed."""
+        self._to_siblings = []
         if self.handoffs is not None:
             rows = self.handoffs([m for _, m in assigned], audience)
+            if rows and self.affinity is not None:
+                rows, self._to_siblings = self.affinity.split_handoffs(rows)
             if rows:
                 cur.with_commit(*handoff_sql(rows))
 

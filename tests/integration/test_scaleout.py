@@ -168,13 +168,47 @@ def test_room_affinity_one_worker_commits_each_room(server_factory, tmp_path):
     names = [f"a{i}" for i in range(12)]      # connections spread over both workers
     peers = [logged_in_peer(server, n) for n in names]
     total = send_together_and_check(peers, names, tmp_path / "server0" / "archive", per_sender=20)
+    # Only the worker holding a peer's session pushes to it: one push link per peer.
+    assert [p.listener.accepted for p in peers] == [1] * len(peers)
     for p in peers:
         p.close()
     server.stop()
     counts = [tuple(map(int, m)) for m in re.findall(
-        r"room affinity: (\d+) sends handed to their room's worker, (\d+) taken from siblings, (\d+) committed here",
+        r"room affinity: (\d+) sends handed to their room's worker, (\d+) taken from siblings, "
+        r"(\d+) committed here because the owner was unreachable; (\d+) push hand-offs to siblings",
         server.stderr())]
     assert len(counts) == 2, server.stderr()[-2000:]
-    handed, taken, fallbacks = (sum(c[i] for c in counts) for i in range(3))
+    handed, taken, fallbacks, pushes = (sum(c[i] for c in counts) for i in range(4))
     assert handed > 0 and handed == taken and fallbacks == 0, counts
     assert handed < total, "the owner's own connections commit without a hand-over"
+    assert pushes > 0, "members held by the other worker get their pushes from it, over the link"
+
+
+def test_nat_fallback_between_workers(server_factory):
+    """Members whose listeners cannot be reached still receive over their own connections
+    when the room's worker is not the one holding them (pushes handed over the link)."""
+    server = server_factory("--workers", "2")
+    sender = logged_in_peer(server, "nat-sender")
+    import socket
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    dead_port = probe.getsockname()[1]
+    probe.close()
+    names = [f"nat{i}" for i in range(8)]      # connections spread over both workers
+    members, got = [], {n: [] for n in names}
+    for name in names:
+        peer = Peer(server.address).connect()
+        peer.register(name, PASSWORD)
+        reply = peer.request("login", user_id=name, password=PASSWORD, listen_host="127.0.0.1",
+                             listen_port=dead_port)
+        peer.user_id, peer.push_secret, peer.live = name, reply["push_secret"], True
+        peer.on_event(lambda e, n=name: got[n].append(e["seq"]) if e["event"] == "message" else None)
+        members.append(peer)
+    room = sender.create_room("nat", invite=names)
+    key = RoomKey(room["session_id"], room["creator_id"])
+    for i in range(5):
+        sender.send_text(key, f"m{i}")
+    for name in names:
+        wait_for(lambda n=name: got[n] == [1, 2, 3, 4, 5], 30, f"pushes over the connection at {name}")
+    for peer in [sender, *members]:
+        peer.close()
