@@ -111,6 +111,7 @@ class Affinity:
         self.fallbacks = 0     # sends for a sibling's room committed here instead
         self._links: dict[int, _Link] = {}
         self._server: StreamServer | None = None
+        self._accepted: set[socket.socket] = set()
 
     def start(self) -> None:
         id_file = id_path(self.run_dir, self.index)
@@ -125,8 +126,12 @@ class Affinity:
         self._server.start()
 
     def stop(self) -> None:
+        """Stop taking sends; siblings waiting for an answer from here then commit their
+        sends themselves (their links see the connection close)."""
         if self._server is not None:
             self._server.close()
+        for sock in list(self._accepted):
+            sock.close()
         for link in self._links.values():
             link.close()
         socket_path(self.run_dir, self.index).unlink(missing_ok=True)
@@ -219,6 +224,7 @@ class Affinity:
                 except OSError:
                     pass           # the sibling is gone; its client retries
 
+        self._accepted.add(sock)
         try:
             for request in _frames(sock):
                 if "push" in request:
@@ -230,6 +236,7 @@ class Affinity:
                 self.taken += 1
                 gevent.spawn(answer, request)
         finally:
+            self._accepted.discard(sock)
             sock.close()
 
 
