@@ -40,6 +40,8 @@ from messenger_protocol import ErrorCode, ProtocolError, encode
 from messenger_protocol.frames import FrameDecoder
 from messenger_protocol.messages import RoomKey
 
+from .relay import Handoff
+
 log = logging.getLogger(__name__)
 
 # A handed-over send waits at most this long for its owner's answer; after that the caller
@@ -49,7 +51,6 @@ CONNECT_SECONDS = 1.0
 MAX_SOCKET_PATH = 100      # sun_path holds 108 bytes on Linux, fewer elsewhere
 
 Submit = Callable[[RoomKey, str, str, bytes, str], dict[str, Any]]
-Handoff = tuple[str, Sequence[bytes], bytes, int]     # relay.Handoff: server, sessions, frames, count
 ID_REFRESH_SECONDS = 1.0
 
 
@@ -300,13 +301,7 @@ class _Link:
         request_id = next(self._ids)
         result = self._waiting[request_id] = gevent.event.AsyncResult()
         try:
-            with self._write:
-                sock = self._sock or self._connect()
-                sock.sendall(encode({**request, "id": request_id}))
-        except OSError as exc:
-            self._waiting.pop(request_id, None)
-            self._fail(str(exc))
-            raise _Unreachable(str(exc)) from None
+            self.send({**request, "id": request_id})
         except _Unreachable:
             self._waiting.pop(request_id, None)
             raise

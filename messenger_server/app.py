@@ -93,7 +93,7 @@ class Server:
         self.history = History(self.pool, self.archive)
         if config.room_affinity and self.worker is not None and self.worker.count > 1:
             self.affinity = Affinity(self.worker, self.server_id, self.messages.submit,
-                                     lambda *handed: self.push.relayed(*handed), self.relay.send)
+                                     self.push.relayed, self.relay.send)
             self.affinity.start()
             self.messages.affinity = self.affinity
         self.messages.start()
