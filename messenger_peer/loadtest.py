@@ -256,10 +256,7 @@ class Worker:
         failures: list[str] = []
 
         def one(user: str) -> None:
-            peer = Peer(self.server, listen_host=self.listen_host, timeout=self.request_timeout)
-            if not self.full_cache:
-                peer.cache = SeqOnlyCache()      # type: ignore[assignment]
-            peer.on_event(self._handler(self.index[user]))
+            peer = self._new_peer(user)
             try:
                 start = time.perf_counter()       # connect + hello + login + listener + catch-up
                 peer.connect()
@@ -290,6 +287,39 @@ class Worker:
         pool.join()
         return {"online": len(self.peers), "failures": failures[:20], "failed": len(failures),
                 "login_ms": login_ms, "server": self.server_info.get("server")}
+
+    def _new_peer(self, user: str) -> Peer:
+        peer = Peer(self.server, listen_host=self.listen_host, timeout=self.request_timeout)
+        if not self.full_cache:
+            peer.cache = SeqOnlyCache()      # type: ignore[assignment]
+        peer.on_event(self._handler(self.index[user]))
+        return peer
+
+    def relogin(self) -> dict[str, Any]:
+        """Log every peer out and in again on a new connection (as users whose rooms exist)."""
+        pool = gevent.pool.Pool(self.login_concurrency)
+        failures: list[str] = []
+
+        def one(user: str) -> None:
+            old = self.peers.pop(user)
+            try:
+                old.logout()               # offline at once: no pushes to the old listener
+            except (ProtocolError, OSError):
+                pass
+            old.close()
+            peer = self._new_peer(user)
+            try:
+                peer.connect()
+                peer.login(user, self.password)
+                self.peers[user] = peer
+            except Exception as exc:       # noqa: BLE001 - reported to the coordinator
+                peer.close()
+                failures.append(f"{user}: {type(exc).__name__}: {exc}")
+
+        for user in list(self.peers):
+            pool.spawn(one, user)
+        pool.join()
+        return {"failures": failures[:20], "failed": len(failures)}
 
     def create_room(self, creator: str, name: str, members: list[str]) -> dict[str, Any]:
         """Create a room as ``creator`` (one of ours) with ``members``, inviting 500 at a time."""
@@ -641,7 +671,8 @@ class CpuMeter:
                     return proc.pid
         return None
 
-    def snapshot(self) -> tuple[float, dict[int, float]] | None:
+    def snapshot(self) -> tuple[float, dict[int, float], dict[int, float]] | None:
+        """The server's own CPU seconds, and its descendants' and the database's by PID."""
         if self.proc is None:
             return None
         try:
@@ -649,33 +680,35 @@ class CpuMeter:
             own = t.user + t.system
         except self.psutil.Error:
             return None
-        children: dict[int, float] = {}
-        related = []
-        for root in (self.proc, self.db):
+        groups: tuple[dict[int, float], dict[int, float]] = ({}, {})
+        for root, cpu in ((self.proc, groups[0]), (self.db, groups[1])):
             if root is None:
                 continue
             try:
-                related += root.children(recursive=True)
-                if root is self.db:
-                    related.append(root)
+                related = root.children(recursive=True) + ([root] if root is self.db else [])
             except self.psutil.Error:
-                pass
-        for proc in related:
-            try:
-                ct = proc.cpu_times()
-                children[proc.pid] = ct.user + ct.system
-            except self.psutil.Error:
-                pass
-        return own, children
+                continue
+            for proc in related:
+                try:
+                    ct = proc.cpu_times()
+                    cpu[proc.pid] = ct.user + ct.system
+                except self.psutil.Error:
+                    pass
+        return own, groups[0], groups[1]
 
     @staticmethod
-    def delta(a: tuple[float, dict[int, float]] | None, b: tuple[float, dict[int, float]] | None
-              ) -> tuple[float | None, float | None]:
+    def delta(a: tuple[float, dict[int, float], dict[int, float]] | None,
+              b: tuple[float, dict[int, float], dict[int, float]] | None
+              ) -> tuple[float | None, float | None, float | None]:
+        """(server alone, server with descendants and database, database alone) between two
+        snapshots (a database process that is also the server's descendant counts once, as the
+        server's)."""
         if a is None or b is None:
-            return None, None
+            return None, None, None
         own = b[0] - a[0]
-        children = sum(v - a[1].get(pid, 0.0) for pid, v in b[1].items())
-        return own, own + children
+        descendants = sum(v - a[1].get(pid, 0.0) for pid, v in b[1].items())
+        database = sum(v - a[2].get(pid, 0.0) for pid, v in b[2].items() if pid not in b[1])
+        return own, own + descendants + database, database
 
 
 def machine_busy_cpu() -> float:
@@ -779,6 +812,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "instead of registering all; a registration costs the server a slow password hash")
     acct.add_argument("--processes", type=int, default=0,
                       help="worker processes for the peers (0: all peers in this process)")
+    acct.add_argument("--relogin", action="store_true",
+                      help="after building the rooms, log every peer out and in again, like users whose "
+                           "rooms already exist (a --workers server places each at login: session affinity)")
     acct.add_argument("--login-concurrency", type=int, default=32, help="logins in flight per process")
     acct.add_argument("--request-timeout", type=float, default=30.0, help="seconds a peer waits for a reply")
     acct.add_argument("--full-cache", action="store_true",
@@ -977,6 +1013,14 @@ def _drive(args: argparse.Namespace, plan: Plan, workers: list, server: ServerUn
     _call_all(workers, "set_rooms", left(), rooms=rooms)
     gevent.sleep(min(2.0, 0.2 + 0.0005 * sum(len(r["members"]) for r in rooms)))   # let invitations settle
     body["setup"]["rooms_s"] = round(time.monotonic() - t0, 2)
+    if args.relogin:
+        t0 = time.monotonic()
+        progress.show(f"logging {len(plan.users)} peers in again ...", None, force=True)
+        failed = sum(r["failed"] for r in _call_all(workers, "relogin", left()))
+        if failed:
+            progress.done()
+            raise SetupError(f"{failed} of {len(plan.users)} peers could not log in again")
+        body["setup"]["relogin_s"] = round(time.monotonic() - t0, 2)
 
     tasks_by_worker: list[list[dict[str, Any]]] = [[] for _ in workers]
     for task in plan.tasks:
@@ -1091,7 +1135,7 @@ class SetupError(Exception):
 
 
 def _rep_metrics(rep: int, results: list[dict[str, Any]], rooms: list[dict[str, Any]], members_of: list[int],
-                 acked_all: list[list[int]], cpu: tuple[float | None, float | None], client_cpu_s: float,
+                 acked_all: list[list[int]], cpu: tuple[float | None, float | None, float | None], client_cpu_s: float,
                  wall: float) -> dict[str, Any]:
     lat = array("d")
     ack = array("d")
@@ -1124,7 +1168,7 @@ def _rep_metrics(rep: int, results: list[dict[str, Any]], rooms: list[dict[str, 
     first = min(firsts) if firsts else None
     send_window = (max(last_acks) - first) / 1e9 if first is not None and last_acks else None
     deliver_window = (max(last_dels) - first) / 1e9 if first is not None and last_dels else None
-    own_cpu, total_cpu = cpu
+    own_cpu, total_cpu, db_cpu = cpu
     per_k = lambda v: None if v is None or not delivered else round(v / delivered * 1000, 4)   # noqa: E731
     return {
         "rep": rep, "acked": acked, "deliveries": delivered, "expected_deliveries": expected,
@@ -1139,6 +1183,7 @@ def _rep_metrics(rep: int, results: list[dict[str, Any]], rooms: list[dict[str, 
         "server_cpu_s": _round(own_cpu), "server_cpu_with_children_s": _round(total_cpu),
         "server_cpu_s_per_1k_deliveries": per_k(own_cpu),
         "server_cpu_with_children_s_per_1k_deliveries": per_k(total_cpu),
+        "database_cpu_s_per_1k_deliveries": per_k(db_cpu),
         "client_cpu_s": round(client_cpu_s, 3), "wall_s": round(wall, 3),
     }
 
@@ -1161,6 +1206,7 @@ def _summary(reps: list[dict[str, Any]]) -> dict[str, Any]:
         "server_cpu_s_per_1k_deliveries": _median([r["server_cpu_s_per_1k_deliveries"] for r in reps]),
         "server_cpu_with_children_s_per_1k_deliveries":
             _median([r["server_cpu_with_children_s_per_1k_deliveries"] for r in reps]),
+        "database_cpu_s_per_1k_deliveries": _median([r["database_cpu_s_per_1k_deliveries"] for r in reps]),
         "client_cpu_s_per_1k_deliveries": _median([round(r["client_cpu_s"] / r["deliveries"] * 1000, 4)
                                                    for r in reps if r["deliveries"]]),
         "acked": sum(r["acked"] for r in reps),

@@ -58,6 +58,10 @@ class FrameDecoder:
         """How many bytes are held waiting for the rest of a frame."""
         return len(self._buffer)
 
+    def pending(self) -> bytes:
+        """The bytes held of a frame not yet complete (to hand the stream to another decoder)."""
+        return bytes(self._buffer)
+
     def feed(self, data: bytes) -> list[dict[str, Any] | ProtocolError]:
         """Add received bytes; return every frame now complete, oldest first."""
         if self.fatal is not None:

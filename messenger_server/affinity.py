@@ -79,6 +79,17 @@ def owner_of(room: RoomKey, workers: int) -> int:
     return zlib.crc32(f"{room[0]}\0{room[1]}".encode()) % workers
 
 
+def unix_server(path: Path, handle: Callable[[socket.socket, Any], None]) -> StreamServer:
+    """A started StreamServer on the Unix socket ``path`` (replacing one a predecessor left)."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(64)
+    server = StreamServer(sock, handle)
+    server.start()
+    return server
+
+
 def socket_path(run_dir: Path, index: int) -> Path:
     return run_dir / f"worker-{index}.sock"
 
@@ -118,13 +129,7 @@ class Affinity:
         id_file = id_path(self.run_dir, self.index)
         id_file.with_suffix(".tmp").write_text(self.server_id)
         id_file.with_suffix(".tmp").replace(id_file)
-        path = socket_path(self.run_dir, self.index)
-        path.unlink(missing_ok=True)        # left by this worker's predecessor
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(str(path))
-        sock.listen(64)
-        self._server = StreamServer(sock, self._serve)
-        self._server.start()
+        self._server = unix_server(socket_path(self.run_dir, self.index), self._serve)
 
     def stop(self) -> None:
         """Stop taking sends; siblings waiting for an answer from here then commit their

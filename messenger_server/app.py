@@ -16,6 +16,8 @@ import gevent
 import gevent.event
 from gevent.server import StreamServer
 
+from messenger_protocol.messages import RoomKey
+
 from . import __version__
 from .actions.accounts import Accounts
 from .actions.history import History
@@ -25,6 +27,7 @@ from .affinity import Affinity, WorkerSlot
 from .config import Config
 from .connection import ClientSession
 from .dispatch import Dispatcher
+from .handover import SessionHandover
 from .limits import Limits
 from .push import PushHub
 from .recovery import repair_archive
@@ -51,6 +54,7 @@ class Server:
         self.config = config
         self.worker = worker
         self.affinity: Affinity | None = None
+        self.handover: SessionHandover | None = None
         self.server_id = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.embedded: EmbeddedPostgres | None = None
         self.pool: Pool | None = None
@@ -96,6 +100,9 @@ class Server:
                                      self.push.relayed, self.relay.send)
             self.affinity.start()
             self.messages.affinity = self.affinity
+            if config.session_affinity and not config.tls_cert:   # a TLS session cannot move
+                self.handover = SessionHandover(self.worker, self._rooms_of, self._adopt_connection)
+                self.handover.start()
         self.messages.start()
         self.relay.start()
         self.dispatcher = Dispatcher(self._handlers())
@@ -142,7 +149,21 @@ class Server:
 
     # -- connections ---------------------------------------------------------------------
     def _handle_connection(self, sock: socket.socket, address: Any) -> None:
-        session = ClientSession(self, sock, address)
+        self._serve_session(ClientSession(self, sock, address))
+
+    def _adopt_connection(self, sock: socket.socket, state: dict[str, Any]) -> None:
+        """Serve a connection a sibling worker passed here at its login (handover.py)."""
+        session = ClientSession(self, sock, tuple(state["address"]))
+        session.greeted, session.connected_at = bool(state["greeted"]), float(state["connected_at"])
+        session.adopted = True
+        self._serve_session(session, state["frames"], state["buffer"])
+
+    def _rooms_of(self, user_id: str) -> list[RoomKey]:
+        assert self.pool is not None
+        with self.pool.transaction("login.home") as cur:
+            return room_db.room_keys_of_user(cur, user_id)
+
+    def _serve_session(self, session: ClientSession, frames: list[Any] | None = None, buffer: bytes = b"") -> None:
         refusal = self._over_connection_limits(session.peer_ip)
         if refusal:
             session.refuse(refusal)
@@ -150,7 +171,7 @@ class Server:
         self.sessions.add(session)
         self.per_address[session.peer_ip] += 1
         try:
-            session.run()
+            session.run(frames, buffer)
         finally:
             self.per_address[session.peer_ip] -= 1
             if not self.per_address[session.peer_ip]:
@@ -243,15 +264,21 @@ class Server:
         if getattr(self, "messages", None) is not None:
             self.messages.stop()
             self.push.stop()
+            if self.handover is not None:
+                self.handover.stop()
+                log.info("session affinity: %d connections moved to their home worker at login, %d taken from "
+                         "siblings, %d kept here because the move failed",
+                         self.handover.passed, self.handover.adopted, self.handover.kept)
             if self.affinity is not None:
                 self.affinity.stop()
                 log.info("room affinity: %d sends handed to their room's worker, %d taken from siblings, "
                          "%d committed here because the owner was unreachable; %d push hand-offs to siblings",
                          self.affinity.handed, self.affinity.taken, self.affinity.fallbacks,
                          self.affinity.pushes_handed)
-            log.info("pushed %d deliveries; %d message batches joined an earlier fan-out; "
-                     "archive fsyncs: %d in the server's thread, %d in threads",
-                     self.push.delivered, self.push.merged, self.messages.syncs.inline, self.messages.syncs.threaded)
+            log.info("committed %d sends in %d batches; pushed %d deliveries; %d message batches joined an "
+                     "earlier fan-out; archive fsyncs: %d in the server's thread, %d in threads",
+                     self.messages.batched, self.messages.batches, self.push.delivered, self.push.merged,
+                     self.messages.syncs.inline, self.messages.syncs.threaded)
             self.relay.stop()
             self.accounts.passwords.close()
         if self.pool is not None:

@@ -42,6 +42,7 @@ class ClientSession:
         self.token_hash: bytes | None = None
         self.push_target: Target | None = None   # where and how to push to this session
         self.greeted = False
+        self.adopted = False      # passed here by a sibling worker at login: never passed on
         self.closing = False
         self.connected_at = time.monotonic()
         self._write_lock = gevent.lock.Semaphore()
@@ -71,10 +72,11 @@ class ClientSession:
     def send_error(self, rid: int | None, error: ProtocolError) -> None:
         self.send({"id": rid, "ok": False, "error": error.to_wire()})
 
-    def run(self) -> None:
-        """Serve the connection until the peer closes it or the server stops."""
+    def run(self, frames: list[Any] | None = None, buffer: bytes = b"") -> None:
+        """Serve the connection until the peer closes it or the server stops (``frames`` and
+        ``buffer``: what a sibling worker read before passing it here)."""
         try:
-            self._serve()
+            self._serve(frames, buffer)
         except (ConnectionError, OSError) as exc:
             log.debug("connection from %s ended: %s", self.peer_ip, exc)
         finally:
@@ -101,35 +103,67 @@ class ClientSession:
             return self.connected_at + config.hello_timeout, "no hello in time; closing the connection"
         return self.connected_at + config.auth_timeout, "not logged in in time; closing the connection"
 
-    def _serve(self) -> None:
+    def _serve(self, frames: list[Any] | None = None, buffer: bytes = b"") -> None:
+        """The read loop. A connection a sibling worker passed here (handover.py) starts with
+        the frames it read but did not handle, and the bytes of a frame not yet complete."""
         config = self.server.config
         decoder = FrameDecoder(PRE_AUTH_MAX_FRAME)
+        ready: list[Any] = list(frames or ())
         while not self.closing:
-            deadline, why = self._deadline()
-            try:
-                with gevent.Timeout(None if deadline is None else max(0.0, deadline - time.monotonic())):
-                    data = self.sock.recv(RECV_SIZE)
-            except gevent.Timeout:
-                self.send_error(None, ProtocolError(ErrorCode.UNAUTHORIZED, why))
-                return
-            if not data:
-                return
-            try:
-                frames = decoder.feed(data)
-            except ProtocolError as exc:  # fatal: the stream cannot be resynchronised
-                self._close_with(exc)
-                return
-            for frame in frames:
+            if not ready:
+                if buffer:
+                    data, buffer = buffer, b""
+                else:
+                    deadline, why = self._deadline()
+                    try:
+                        with gevent.Timeout(None if deadline is None else max(0.0, deadline - time.monotonic())):
+                            data = self.sock.recv(RECV_SIZE)
+                    except gevent.Timeout:
+                        self.send_error(None, ProtocolError(ErrorCode.UNAUTHORIZED, why))
+                        return
+                    if not data:
+                        return
+                try:
+                    ready = decoder.feed(data)
+                except ProtocolError as exc:  # fatal: the stream cannot be resynchronised
+                    self._close_with(exc)
+                    return
+            for i, frame in enumerate(ready):
                 if isinstance(frame, ProtocolError):
                     self.send_error(None, frame)
+                elif self._hand_over(frame, ready[i + 1:], decoder):
+                    return                  # the connection is the sibling's now
                 else:
                     self._handle(frame)
+            ready = []
             if decoder.fatal is not None:   # an oversized frame followed the ones just served
                 self._close_with(decoder.fatal)
                 return
             # Before login only small frames make sense (hello, register, login): a stranger
             # must not make us buffer megabytes.
             decoder.max_frame_size = config.max_frame_size if self.user_id else PRE_AUTH_MAX_FRAME
+
+    def _hand_over(self, frame: dict[str, Any], rest: list[Any], decoder: FrameDecoder) -> bool:
+        """Pass the connection to the worker owning most of the user's rooms before serving
+        its login (handover.py); True when it went. Anything unusual keeps it here."""
+        handover = self.server.handover
+        if (handover is None or self.adopted or self.user_id is not None or not self.greeted
+                or frame.get("op") != "login" or decoder.fatal is not None
+                or any(isinstance(f, ProtocolError) for f in rest)):
+            return False
+        try:
+            _, fields = validate_request(frame)
+            home = handover.home(fields["user_id"])
+        except ProtocolError:
+            return False                  # _handle answers it
+        except Exception as exc:          # the database may be down: serve it here
+            log.debug("no home worker for a login: %s", exc)
+            return False
+        if home == handover.index:
+            return False
+        return handover.pass_over(home, self.sock, {
+            "address": [self.peer_ip], "greeted": self.greeted, "connected_at": self.connected_at,
+            "frames": [frame, *rest], "buffer": decoder.pending()})
 
     def _close_with(self, error: ProtocolError) -> None:
         """Answer a fatal error, then close gracefully: stop writing and drain what the peer is

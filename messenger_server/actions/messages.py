@@ -135,6 +135,8 @@ class Messages:
         self.syncs = SyncRunner()
         self.affinity: Affinity | None = None    # set by a worker of --workers N (affinity.py)
         self._to_siblings: list = []             # the committing batch's pushes for siblings
+        self.batches = 0                         # batches taken, and the sends in them (logged at stop)
+        self.batched = 0
 
     def start(self) -> None:
         self._committers = [gevent.spawn(self._commit_loop) for _ in range(COMMIT_LANES)]
@@ -200,6 +202,8 @@ class Messages:
                 continue
             rooms = {item.room for item in batch}
             self._in_flight |= rooms
+            self.batches += 1
+            self.batched += len(batch)
             try:
                 committed, audience = self._store(batch)
                 siblings, self._to_siblings = self._to_siblings, []

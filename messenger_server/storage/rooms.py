@@ -129,7 +129,39 @@ _PREPARED = {
                       RETURNING 1),
              {_record_one(14, only_if_room_updated=True)}
         SELECT (SELECT count(*) FROM room), (SELECT count(*) FROM txns)""",
+    # The same for batches of several rooms, every value an array: no statement text to
+    # build per row, and no parsing or planning per batch (BENCHMARKS.md).
+    "send_lock_many": f"""(varchar[], varchar[], varchar[], varchar[]) AS
+        WITH locked AS (SELECT {_ROOM_COLUMNS} FROM SESSION_TB
+                        WHERE (SESSION_ID, CREATOR_ID) IN (SELECT * FROM unnest($1, $2))
+                        ORDER BY SESSION_ID, CREATOR_ID FOR UPDATE)
+        SELECT (SELECT json_agg(json_build_array({_ROOM_COLUMNS})) FROM locked),
+               (SELECT json_agg(json_build_array(t.USER_ID, t.TXN_ID, t.SESSION_ID, t.CREATOR_ID,
+                                                 t.SEQ, t.CHAT_TIME))
+                FROM SEND_TXN_TB t JOIN unnest($3, $4) AS k(u, x) ON t.USER_ID = k.u AND t.TXN_ID = k.x)""",
+    # $1-$9 the rooms' new states (times and days as text), $10-$13 the read positions,
+    # $14-$19 the txn ids.
+    "send_finish_many": """(varchar[], varchar[], bigint[], varchar[], varchar[], varchar[], varchar[], varchar[],
+                            bigint[], varchar[], varchar[], varchar[], bigint[],
+                            varchar[], varchar[], varchar[], varchar[], bigint[], varchar[]) AS
+        WITH room AS (UPDATE SESSION_TB s SET LAST_SEQ = v.seq, LAST_TIME = v.t::timestamptz, LAST_USER_ID = v.u,
+                                              LAST_TYPE = v.ty, LAST_PREVIEW = v.p, ARCHIVE_DAY = v.d::date,
+                                              ARCHIVE_SIZE = v.sz
+                      FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) AS v(sid, cid, seq, t, u, ty, p, d, sz)
+                      WHERE s.SESSION_ID = v.sid AND s.CREATOR_ID = v.cid),
+             reads AS (UPDATE SESSION_USER_RELATION_TB r SET READ_SEQ = GREATEST(r.READ_SEQ, v.seq)
+                       FROM unnest($10, $11, $12, $13) AS v(sid, cid, uid, seq)
+                       WHERE r.SESSION_ID = v.sid AND r.CREATOR_ID = v.cid AND r.USER_ID = v.uid),
+             txns AS (INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME)
+                      SELECT * FROM unnest($14, $15, $16, $17, $18, $19)
+                      ON CONFLICT DO NOTHING RETURNING USER_ID, TXN_ID)
+        SELECT * FROM txns""",
 }
+
+
+def _columns(rows: list[tuple], width: int) -> list[list]:
+    """``rows`` turned into ``width`` column lists (the arrays of a *_many statement)."""
+    return [list(column) for column in zip(*rows)] if rows else [[] for _ in range(width)]
 
 
 def _last_reads(reads: Iterable[tuple[RoomKey, str, int]]) -> list[tuple[RoomKey, str, int]]:
@@ -187,16 +219,7 @@ def lock_batch(cur: Cursor, keys: Iterable[RoomKey], txns: Iterable[tuple[str, s
         *room_row, txn_rows = cur.fetchone()
         rooms = {keys[0]: _room_from_row(room_row)} if room_row[0] is not None else {}
         return BatchState(rooms, _earlier_txns(txn_rows))
-    cur.execute(f"""WITH locked AS (
-                        SELECT {_ROOM_COLUMNS} FROM SESSION_TB
-                        WHERE (SESSION_ID, CREATOR_ID) IN (SELECT * FROM unnest(%s::varchar[], %s::varchar[]))
-                        ORDER BY SESSION_ID, CREATOR_ID FOR UPDATE)
-                    SELECT (SELECT json_agg(json_build_array({_ROOM_COLUMNS})) FROM locked),
-                           (SELECT json_agg(json_build_array(t.USER_ID, t.TXN_ID, t.SESSION_ID, t.CREATOR_ID,
-                                                             t.SEQ, t.CHAT_TIME))
-                            FROM SEND_TXN_TB t
-                            JOIN unnest(%s::varchar[], %s::varchar[]) AS k(u, x)
-                              ON t.USER_ID = k.u AND t.TXN_ID = k.x)""",
+    cur.execute(_PLAN_GUARD + "EXECUTE send_lock_many(%s, %s, %s, %s)",
                 ([k[0] for k in keys], [k[1] for k in keys], [u for u, _ in txns], [x for _, x in txns]))
     room_rows, txn_rows = cur.fetchone()
     rooms = {room.key: room for room in map(_room_from_row, room_rows or ())}
@@ -250,29 +273,17 @@ def finish_batch(cur: Cursor, appends: list[tuple], reads: list[tuple[RoomKey, s
     archive size (``appends``: key, seq, time, user, type, preview, day, size), the senders'
     read positions, and the txn ids. Returns the (user, txn) ids that were new; fewer than
     given means another process stored one meanwhile."""
-    def values(template: str, rows: Iterable[tuple]) -> str:
-        return ",".join(cur.mogrify(template, row).decode() for row in rows)
     reads = _last_reads(reads)
     if len(appends) == 1 and all(key == appends[0][0] for key, _, _ in reads) \
             and all(key == appends[0][0] for _, _, key, _, _ in txns):
         key, *last = appends[0]
         cur.execute(f"{_PLAN_GUARD}EXECUTE send_finish_one({_placeholders(15)})",
                     (*key, *last, *_read_arrays(reads), *_txn_arrays(txns)))
-        return {(u, x) for u, x in cur.fetchall()}
-    sql = f"""UPDATE SESSION_TB s SET LAST_SEQ = v.seq, LAST_TIME = v.t, LAST_USER_ID = v.u, LAST_TYPE = v.ty,
-                                      LAST_PREVIEW = v.p, ARCHIVE_DAY = v.d, ARCHIVE_SIZE = v.sz
-              FROM (VALUES {values("(%s, %s, %s::bigint, %s::timestamptz, %s, %s, %s, %s::date, %s::bigint)",
-                                   [(k[0], k[1], *rest) for k, *rest in appends])})
-                   AS v(sid, cid, seq, t, u, ty, p, d, sz)
-              WHERE s.SESSION_ID = v.sid AND s.CREATOR_ID = v.cid;
-              UPDATE SESSION_USER_RELATION_TB r SET READ_SEQ = GREATEST(r.READ_SEQ, v.seq)
-              FROM (VALUES {values("(%s, %s, %s, %s::bigint)", [(k[0], k[1], u, seq) for k, u, seq in reads])})
-                   AS v(sid, cid, uid, seq)
-              WHERE r.SESSION_ID = v.sid AND r.CREATOR_ID = v.cid AND r.USER_ID = v.uid;
-              INSERT INTO SEND_TXN_TB (USER_ID, TXN_ID, SESSION_ID, CREATOR_ID, SEQ, CHAT_TIME)
-              VALUES {values("(%s, %s, %s, %s, %s, %s)", [(u, x, k[0], k[1], seq, t) for u, x, k, seq, t in txns])}
-              ON CONFLICT DO NOTHING RETURNING USER_ID, TXN_ID"""
-    cur.execute(sql)
+    else:
+        rooms = _columns([(k[0], k[1], seq, str(t), u, ty, p, str(d), sz) for k, seq, t, u, ty, p, d, sz in appends], 9)
+        cur.execute(f"{_PLAN_GUARD}EXECUTE send_finish_many({_placeholders(19)})",
+                    (*rooms, *_columns([(k[0], k[1], u, seq) for k, u, seq in reads], 4),
+                     *_columns([(u, x, k[0], k[1], seq, t) for u, x, k, seq, t in txns], 6)))
     return {(u, x) for u, x in cur.fetchall()}
 
 
@@ -359,6 +370,12 @@ class RoomSummary:
     @property
     def unread(self) -> int:
         return max(0, self.room.last_seq - self.read_seq)
+
+
+def room_keys_of_user(cur: Cursor, user_id: str) -> list[RoomKey]:
+    """The keys of every room the user belongs to."""
+    cur.execute("SELECT SESSION_ID, CREATOR_ID FROM SESSION_USER_RELATION_TB WHERE USER_ID = %s", (user_id,))
+    return [RoomKey(*row) for row in cur.fetchall()]
 
 
 def rooms_of_user(cur: Cursor, user_id: str) -> list[RoomSummary]:

@@ -16,7 +16,13 @@ from messenger_protocol import ProtocolError
 from messenger_protocol.messages import RoomKey
 from messenger_peer import Peer
 
-from ..support import PASSWORD, archive_messages, logged_in_peer, wait_for
+from ..support import PASSWORD, admin_connection, archive_messages, logged_in_peer, wait_for
+
+
+AFFINITY_LOG = (r"room affinity: (\d+) sends handed to their room's worker, (\d+) taken from siblings, "
+                r"(\d+) committed here because the owner was unreachable; (\d+) push hand-offs to siblings")
+SESSION_LOG = (r"session affinity: (\d+) connections moved to their home worker at login, (\d+) taken from "
+               r"siblings, (\d+) kept here")
 
 
 def two_servers(server_factory, tmp_path):
@@ -24,15 +30,18 @@ def two_servers(server_factory, tmp_path):
     return [server_factory("--archive-dir", str(archive), data_dir=tmp_path / f"s{i}") for i in range(2)], archive
 
 
-def send_together_and_check(peers: list[Peer], names: list[str], archive, per_sender: int) -> int:
-    """Every peer sends ``per_sender`` messages to one room of them all at once; then the
-    acks, the archive and every member's pushes must show one gapless order, each message
-    once and in order. Returns how many were sent."""
+def send_together_and_check(peers: list[Peer], names: list[str], archive, per_sender: int,
+                            key: RoomKey | None = None) -> int:
+    """Every peer sends ``per_sender`` messages to one room of them all at once (``key``, an
+    empty room of them all, else a new one); then the acks, the archive and every member's
+    pushes must show one gapless order, each message once and in order. Returns how many
+    were sent."""
     inbox: dict[str, list[int]] = {n: [] for n in names}
     for n, p in zip(names, peers):
         p.on_event(lambda e, n=n: inbox[n].append(e["seq"]) if e["event"] == "message" else None)
-    reply = peers[0].create_room("shared", invite=names[1:])
-    key = RoomKey(reply["session_id"], reply["creator_id"])
+    if key is None:
+        reply = peers[0].create_room("shared", invite=names[1:])
+        key = RoomKey(reply["session_id"], reply["creator_id"])
     acked: dict[int, str] = {}
 
     def sender(peer, name):
@@ -173,15 +182,43 @@ def test_room_affinity_one_worker_commits_each_room(server_factory, tmp_path):
     for p in peers:
         p.close()
     server.stop()
-    counts = [tuple(map(int, m)) for m in re.findall(
-        r"room affinity: (\d+) sends handed to their room's worker, (\d+) taken from siblings, "
-        r"(\d+) committed here because the owner was unreachable; (\d+) push hand-offs to siblings",
-        server.stderr())]
+    counts = [tuple(map(int, m)) for m in re.findall(AFFINITY_LOG, server.stderr())]
     assert len(counts) == 2, server.stderr()[-2000:]
     handed, taken, fallbacks, pushes = (sum(c[i] for c in counts) for i in range(4))
     assert handed > 0 and handed == taken and fallbacks == 0, counts
     assert handed < total, "the owner's own connections commit without a hand-over"
     assert pushes > 0, "members held by the other worker get their pushes from it, over the link"
+
+
+def test_session_affinity_moves_a_login_to_its_rooms_worker(server_factory, database_url, tmp_path):
+    """Session affinity (on with room affinity): a user whose rooms one worker owns is served
+    by that worker from the next login on, whichever worker the kernel gave the connection
+    to; the moved connections work as before, and sends and pushes then need no hand-over."""
+    server = server_factory("--workers", "2", "--log-level", "info")
+    names = [f"h{i:02d}" for i in range(12)]
+    first = [logged_in_peer(server, n) for n in names]     # no rooms yet: they stay where they land
+    reply = first[0].create_room("home", invite=names[1:])
+    key = RoomKey(reply["session_id"], reply["creator_id"])
+    for peer in first:
+        peer.close()
+    peers = [logged_in_peer(server, n, register=False) for n in names]
+    with admin_connection(database_url) as cur:
+        cur.execute("SELECT USER_ID, SERVER_ID FROM USER_SESSION_TB WHERE ONLINE AND USER_ID = ANY(%s)", (names,))
+        rows = cur.fetchall()
+    assert sorted(u for u, _ in rows) == names
+    assert len({s for _, s in rows}) == 1, f"every session on the room's worker: {rows}"
+    send_together_and_check(peers, names, tmp_path / "server0" / "archive", per_sender=10, key=key)
+    assert [p.listener.accepted for p in peers] == [1] * len(peers)
+    for peer in peers:
+        peer.close()
+    server.stop()
+    log = server.stderr()
+    moves = [tuple(map(int, m)) for m in re.findall(SESSION_LOG, log)]
+    sends = [tuple(map(int, m)) for m in re.findall(AFFINITY_LOG, log)]
+    assert len(moves) == 2 and len(sends) == 2, log[-2000:]
+    moved, taken, kept = (sum(c[i] for c in moves) for i in range(3))
+    assert moved == taken and kept == 0 and 0 < moved < len(names), moves
+    assert all(c[0] == c[1] == c[3] == 0 for c in sends), f"no send or push crossed workers: {sends}"
 
 
 def test_nat_fallback_between_workers(server_factory):

@@ -54,14 +54,15 @@ def test_lock_batch_of_a_missing_room_finds_nothing(db) -> None:
 
 
 def test_send_statements_plan_by_key_even_on_empty_tables(db) -> None:
-    """The one-room send statements keep the plan of their first run (generic plans), so
-    that plan must use the keys although the tables are still empty: otherwise every later
-    batch scans SEND_TXN_TB whole. The plans are read back as cached, after real runs."""
+    """The send statements keep the plan of their first run (generic plans), so that plan
+    must use the keys although the tables are still empty: otherwise every later batch
+    scans SEND_TXN_TB whole. The plans are read back as cached, after real runs."""
     room_db.prepare_statements(db)
     assert user_db.create_user(db, "alice", "alice", "x")
-    key = RoomKey("20261124-0001", "alice")
-    room_db.insert_room(db, key, "club", False)
-    room_db.add_members(db, key, ["alice"])
+    key, other = RoomKey("20261124-0001", "alice"), RoomKey("20261124-0002", "alice")
+    for room in (key, other):
+        room_db.insert_room(db, room, "club", False)
+        room_db.add_members(db, room, ["alice"])
     known = room_db.get_room(db, key)
     now = dt.datetime.now(dt.timezone.utc)
     append = (key, 1, now, "alice", "text", "hi", now.date(), 100)
@@ -70,10 +71,26 @@ def test_send_statements_plan_by_key_even_on_empty_tables(db) -> None:
     assert room_db.finish_known_batch(db, known, append, reads, txns) == "ok"
     room_db.finish_batch(db, [(key, 2, now, "alice", "text", "hi", now.date(), 200)],
                          [(key, "alice", 2)], [("alice", "t2", key, 2, now.isoformat())])
+    both = room_db.lock_batch(db, [key, other], [("alice", "t3"), ("alice", "t4")])
+    assert sorted(both.rooms) == [key, other] and both.txns == {}
+    assert room_db.finish_batch(db, [(key, 3, now, "alice", "text", "a", now.date(), 300),
+                                     (other, 1, now.isoformat(), "alice", "text", "b", now.date(), 100)],
+                                [(key, "alice", 3), (other, "alice", 1)],
+                                [("alice", "t3", key, 3, now.isoformat()), ("alice", "t4", other, 1, now.isoformat())]
+                                ) == {("alice", "t3"), ("alice", "t4")}
+    assert [(r.last_seq, r.last_preview, r.archive_size, r.archive_day, r.last_time)
+            for r in (room_db.get_room(db, key), room_db.get_room(db, other))] == [(3, "a", 300, now.date(), now),
+                                                                                 (1, "b", 100, now.date(), now)]
+    assert {m.read_seq for m in room_db.room_members(db, other)} == {1}
+    many = ([key[0], other[0]], [key[1], other[1]])
     statements = {
         "send_lock_one": (*key, ["alice"], ["t3"]),
         "send_known_one": (*key, *append[1:], 1, now.date(), 100, 0, ["alice"], [3], ["alice"], ["t3"], [3], [now]),
         "send_finish_one": (*key, *append[1:], ["alice"], [3], ["alice"], ["t3"], [3], [now]),
+        "send_lock_many": (*many, ["alice"], ["t5"]),
+        "send_finish_many": (*many, [4, 2], [str(now)] * 2, ["alice"] * 2, ["text"] * 2, ["c", "d"],
+                             [str(now.date())] * 2, [400, 200], *many, ["alice"] * 2, [4, 2],
+                             ["alice"] * 2, ["t5", "t6"], *many, [4, 2], [now.isoformat()] * 2),
     }
     for name, args in statements.items():
         db.execute(f"EXPLAIN EXECUTE {name}({', '.join(['%s'] * len(args))})", args)
