@@ -55,3 +55,9 @@ def test_room_affinity_takes_on_or_off(argv: list[str], environ: dict[str, str],
         load_config(argv, environ=environ)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_session_affinity_is_on_unless_switched_off() -> None:
+    assert load_config([], environ={}).session_affinity is True
+    assert load_config(["--session-affinity", "off"], environ={}).session_affinity is False
+    assert load_config([], environ={"MESSENGER_SESSION_AFFINITY": "off"}).session_affinity is False
