@@ -28,7 +28,6 @@ import array
 import logging
 import os
 import socket
-import struct
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -45,7 +44,6 @@ log = logging.getLogger(__name__)
 
 PASS_SECONDS = 2.0           # connecting to the sibling and passing the descriptor
 MAX_STATE_BYTES = 1 << 20    # a login frame, the frames pipelined after it, a partial frame
-_LENGTH = struct.Struct(">I")
 _FD_SIZE = array.array("i").itemsize
 
 Adopt = Callable[[socket.socket, dict[str, Any]], None]
@@ -101,18 +99,18 @@ class SessionHandover:
         if len(payload) > MAX_STATE_BYTES:
             self.kept += 1
             return False
-        data = _LENGTH.pack(len(payload)) + payload
         passed = False
         link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with gevent.Timeout(PASS_SECONDS, False):
                 try:
                     link.connect(str(handover_path(self.run_dir, index)))
-                    sent = link.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                                  array.array("i", [sock.fileno()]))])
+                    sent = link.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                     array.array("i", [sock.fileno()]))])
                     # The descriptor went with the first bytes: the connection is the sibling's.
                     passed = True
-                    link.sendall(data[sent:])
+                    link.sendall(payload[sent:])
+                    link.shutdown(socket.SHUT_WR)   # the state ends here
                     link.recv(1)            # the sibling has it
                 except OSError as exc:
                     log.log(logging.WARNING if passed else logging.DEBUG,
@@ -137,15 +135,12 @@ class SessionHandover:
                         got.frombytes(raw[:len(raw) - len(raw) % got.itemsize])
                         fds.extend(got)
                 buf = bytearray(data)
-                while len(buf) < _LENGTH.size or len(buf) < _LENGTH.size + _LENGTH.unpack_from(buf)[0]:
-                    if len(buf) >= _LENGTH.size and _LENGTH.unpack_from(buf)[0] > MAX_STATE_BYTES:
+                while data:                 # the sibling ends the state by shutting down its side
+                    if len(buf) > MAX_STATE_BYTES:
                         raise ValueError("state too large")
-                    chunk = link.recv(64 * 1024)
-                    if not chunk:
-                        raise ConnectionError("the sibling closed before passing the whole state")
-                    buf += chunk
-                (length,) = _LENGTH.unpack_from(buf)
-                state = msgpack.unpackb(bytes(buf[_LENGTH.size:_LENGTH.size + length]), raw=False)
+                    data = link.recv(64 * 1024)
+                    buf += data
+                state = msgpack.unpackb(bytes(buf), raw=False)
                 if len(fds) != 1:
                     raise ValueError(f"{len(fds)} descriptors passed instead of one")
                 sock = socket.socket(fileno=fds.pop())

@@ -14,10 +14,7 @@ def test_push_pacing_defaults_on_and_can_be_turned_off() -> None:
 
 @pytest.mark.parametrize("value", ["-1", "1000"])
 def test_push_pacing_out_of_range_is_a_usage_error(value: str, capsys) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        load_config(["--push-pacing", value], environ={})
-    assert exit_info.value.code == 2
-    assert "--push-pacing must be between 0 (off) and 100" in capsys.readouterr().err
+    assert_usage_error(["--push-pacing", value], {}, "--push-pacing must be between 0 (off) and 100", capsys)
 
 
 def test_retention_periods_default_to_a_week_and_can_be_set() -> None:
@@ -33,10 +30,7 @@ def test_retention_periods_default_to_a_week_and_can_be_set() -> None:
     (["--session-retention-days", "-1"], "--session-retention-days must be 0 or more"),
 ])
 def test_retention_periods_out_of_range_are_usage_errors(argv: list[str], message: str, capsys) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        load_config(argv, environ={})
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    assert_usage_error(argv, {}, message, capsys)
 
 
 def test_room_affinity_is_on_unless_switched_off() -> None:
@@ -51,6 +45,11 @@ def test_room_affinity_is_on_unless_switched_off() -> None:
     ([], {"MESSENGER_ROOM_AFFINITY": "2"}, "MESSENGER_ROOM_AFFINITY='2' is not on or off"),
 ])
 def test_room_affinity_takes_on_or_off(argv: list[str], environ: dict[str, str], message: str, capsys) -> None:
+    assert_usage_error(argv, environ, message, capsys)
+
+
+def assert_usage_error(argv: list[str], environ: dict[str, str], message: str, capsys) -> None:
+    """load_config exits as argparse does on a usage error (status 2), saying ``message``."""
     with pytest.raises(SystemExit) as exit_info:
         load_config(argv, environ=environ)
     assert exit_info.value.code == 2
