@@ -9,6 +9,7 @@ import signal
 import socket
 import ssl
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -25,7 +26,7 @@ from .actions.messages import Messages
 from .actions.rooms import Rooms
 from .affinity import Affinity, WorkerSlot
 from .config import Config
-from .connection import ClientSession
+from .connection import HOME_CHECK_SECONDS, ClientSession
 from .dispatch import Dispatcher
 from .handover import SessionHandover
 from .limits import Limits
@@ -34,6 +35,7 @@ from .recovery import repair_archive
 from .relay import PushRelay
 from .storage import migrate, users
 from .storage import rooms as room_db
+from .storage.push import Target
 from .storage.archive import Archive
 from .storage.embedded import EmbeddedPostgres
 from .storage.pool import Pool
@@ -97,12 +99,14 @@ class Server:
         self.history = History(self.pool, self.archive)
         if config.room_affinity and self.worker is not None and self.worker.count > 1:
             self.affinity = Affinity(self.worker, self.server_id, self.messages.submit,
-                                     self.push.relayed, self.relay.send)
+                                     self._pushes_from_sibling, self.relay.send)
             self.affinity.start()
             self.messages.affinity = self.affinity
             if config.session_affinity and not config.tls_cert:   # a TLS session cannot move
                 self.handover = SessionHandover(self.worker, self._rooms_of, self._adopt_connection)
                 self.handover.start()
+                self.messages.on_handed = lambda caller: caller.consider_move()
+                self.push.forward = self.affinity.push_to_sibling
         self.messages.start()
         self.relay.start()
         self.dispatcher = Dispatcher(self._handlers())
@@ -152,11 +156,37 @@ class Server:
         self._serve_session(ClientSession(self, sock, address))
 
     def _adopt_connection(self, sock: socket.socket, state: dict[str, Any]) -> None:
-        """Serve a connection a sibling worker passed here at its login (handover.py)."""
+        """Serve a connection a sibling worker passed here (handover.py): at its login, or
+        later with its session (``state["session"]``), which this worker then holds."""
         session = ClientSession(self, sock, tuple(state["address"]))
         session.greeted, session.connected_at = bool(state["greeted"]), float(state["connected_at"])
         session.adopted = True
+        moved = state.get("session")
+        if moved is not None:
+            # Bound before the row says so: a push handed here for it from then on finds it.
+            session.bind(Target(moved["token_hash"], moved["user_id"], moved["listen_ip"], moved["listen_port"],
+                                moved["push_secret"], moved["tls_fingerprint"], self.server_id))
+            session.next_home_check = time.monotonic() + HOME_CHECK_SECONDS   # no ping-pong
+            try:
+                taken = self.accounts.take_session(moved["token_hash"])
+            except Exception as exc:
+                log.warning("could not take over %s's session: %s", moved["user_id"], exc)
+                taken = False
+            if not taken:     # it went offline meanwhile: the client logs in again
+                session.unbind()
+                sock.close()
+                return
         self._serve_session(session, state["frames"], state["buffer"])
+
+    def _pushes_from_sibling(self, token_hashes: list[bytes], frames: bytes, count: int) -> None:
+        """Pushes a sibling handed over for sessions held here; each such session may have
+        a better home (session affinity)."""
+        self.push.relayed(token_hashes, frames, count)
+        if self.handover is not None:
+            for token_hash in token_hashes:
+                session = self.by_token.get(token_hash)
+                if session is not None:
+                    session.consider_move()
 
     def _rooms_of(self, user_id: str) -> list[RoomKey]:
         assert self.pool is not None
@@ -188,6 +218,7 @@ class Server:
         """A connection logged in: pushes for its session may use it (NAT fallback)."""
         assert session.token_hash is not None
         self.by_token[session.token_hash] = session
+        self.push.session_here(session.token_hash)
 
     def session_unbound(self, session: ClientSession) -> None:
         """A connection logged out or closed: forget it and its push link."""
@@ -195,6 +226,14 @@ class Server:
         if self.by_token.get(session.token_hash) is session:
             del self.by_token[session.token_hash]
         self.push.session_closed(session.token_hash)
+
+    def session_moved(self, session: ClientSession, index: int) -> None:
+        """A logged-in connection went to worker ``index`` with its session, which stays
+        online: forget it here; pushes still routed here follow it (PushHub.session_moved)."""
+        assert session.token_hash is not None and session.push_target is not None
+        if self.by_token.get(session.token_hash) is session:
+            del self.by_token[session.token_hash]
+        self.push.session_moved(session.push_target, index)
 
     def session_closed(self, session: ClientSession) -> None:
         """Called once by every connection as it ends."""
@@ -267,8 +306,9 @@ class Server:
             if self.handover is not None:
                 self.handover.stop()
                 log.info("session affinity: %d connections moved to their home worker at login, %d taken from "
-                         "siblings, %d kept here because the move failed",
-                         self.handover.passed, self.handover.adopted, self.handover.kept)
+                         "siblings, %d kept here because the move failed; %d logged-in sessions moved later, "
+                         "%d taken from siblings", self.handover.passed, self.handover.adopted, self.handover.kept,
+                         self.handover.sessions_passed, self.handover.sessions_adopted)
             if self.affinity is not None:
                 self.affinity.stop()
                 log.info("room affinity: %d sends handed to their room's worker, %d taken from siblings, "

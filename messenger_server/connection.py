@@ -28,6 +28,15 @@ RECV_SIZE = 256 * 1024
 PRE_AUTH_MAX_FRAME = 8 * 1024
 DRAIN_SECONDS = 2.0
 DRAIN_BYTES = 32 * 1024 * 1024
+# A logged-in session whose traffic crosses to a sibling worker looks up its home worker at
+# most this often (one indexed query); it moves when that is another worker.
+HOME_CHECK_SECONDS = 10.0
+MOVE_LOCK_SECONDS = 1.0
+
+
+class _MoveNow(BaseException):
+    """Thrown into a reader idle in recv: its session should move to another worker now.
+    Not an Exception, so no handler on the way takes it for a failure."""
 
 
 class ClientSession:
@@ -46,6 +55,14 @@ class ClientSession:
         self.closing = False
         self.connected_at = time.monotonic()
         self._write_lock = gevent.lock.Semaphore()
+        # Moving a logged-in session (session affinity, handover.py): the worker it should
+        # move to, when to look again, and the reader, interruptible while idle in recv.
+        self.move_to: int | None = None
+        self.moved_away = False
+        self.next_home_check = 0.0
+        self._checking_home = False
+        self._reader: gevent.Greenlet | None = None
+        self._idle = False
 
     # -- called by actions -------------------------------------------------------------
     def bind(self, target: Target) -> None:
@@ -60,10 +77,48 @@ class ClientSession:
             self.server.session_unbound(self)
         self.user_id = self.token_hash = self.push_target = None
 
+    def consider_move(self) -> None:
+        """This session's traffic just crossed to a sibling worker (a send handed to its room's
+        worker, or pushes handed here): find its home worker, at most every
+        HOME_CHECK_SECONDS and never in the caller's greenlet, and move it there if that is
+        another worker."""
+        handover = self.server.handover
+        if (handover is None or self.user_id is None or self._checking_home or self.move_to is not None
+                or time.monotonic() < self.next_home_check):
+            return
+        self._checking_home = True
+        self.next_home_check = time.monotonic() + HOME_CHECK_SECONDS
+        gevent.spawn(self._check_home, self.user_id)
+
+    def _check_home(self, user_id: str) -> None:
+        handover = self.server.handover
+        assert handover is not None
+        try:
+            home = handover.home(user_id)
+        except Exception as exc:          # the database may be down: stay
+            log.debug("no home worker for %s: %s", user_id, exc)
+            return
+        finally:
+            self._checking_home = False
+        if home == handover.index or self.user_id != user_id or self.closing:
+            return
+        self.move_to = home
+        if self._idle:                    # wake the reader; it moves between two requests
+            gevent.get_hub().loop.run_callback(self._interrupt_idle_reader)
+
+    def _interrupt_idle_reader(self) -> None:
+        # Runs in the hub: if the reader is (still) parked in recv, nothing of a request is
+        # in flight and no byte has been consumed, so it can leave the recv and move.
+        reader = self._reader
+        if self._idle and reader is not None and not reader.dead:
+            reader.throw(_MoveNow())
+
     # -- I/O -----------------------------------------------------------------------------
     def send_bytes(self, data: bytes) -> None:
         """Write one or more encoded frames atomically with respect to other writers."""
         with self._write_lock:
+            if self.moved_away:
+                raise ConnectionAbortedError("the connection moved to another worker")
             self.sock.sendall(data)
 
     def send(self, message: dict[str, Any]) -> None:
@@ -107,20 +162,28 @@ class ClientSession:
         """The read loop. A connection a sibling worker passed here (handover.py) starts with
         the frames it read but did not handle, and the bytes of a frame not yet complete."""
         config = self.server.config
-        decoder = FrameDecoder(PRE_AUTH_MAX_FRAME)
+        decoder = FrameDecoder(config.max_frame_size if self.user_id else PRE_AUTH_MAX_FRAME)
+        self._reader = gevent.getcurrent()
         ready: list[Any] = list(frames or ())
         while not self.closing:
             if not ready:
                 if buffer:
                     data, buffer = buffer, b""
                 else:
+                    if self.move_to is not None and self._move(decoder):
+                        return                  # the session is the sibling's now
                     deadline, why = self._deadline()
                     try:
+                        self._idle = True
                         with gevent.Timeout(None if deadline is None else max(0.0, deadline - time.monotonic())):
                             data = self.sock.recv(RECV_SIZE)
                     except gevent.Timeout:
                         self.send_error(None, ProtocolError(ErrorCode.UNAUTHORIZED, why))
                         return
+                    except _MoveNow:
+                        continue                # move at the top of the loop
+                    finally:
+                        self._idle = False
                     if not data:
                         return
                 try:
@@ -164,6 +227,31 @@ class ClientSession:
         return handover.pass_over(home, self.sock, {
             "address": [self.peer_ip], "greeted": self.greeted, "connected_at": self.connected_at,
             "frames": [frame, *rest], "buffer": decoder.pending()})
+
+    def _move(self, decoder: FrameDecoder) -> bool:
+        """Pass this logged-in session to worker ``move_to`` between two requests; True when
+        it went. Its session row stays online: the sibling takes it over (handover.py)."""
+        handover, home, self.move_to = self.server.handover, self.move_to, None
+        target = self.push_target
+        if handover is None or home is None or target is None:
+            return False
+        # No push may go over this connection from here on: a push writing now finishes first.
+        if not self._write_lock.acquire(timeout=MOVE_LOCK_SECONDS):
+            return False
+        passed = handover.pass_over(home, self.sock, {
+            "address": [self.peer_ip], "greeted": self.greeted, "connected_at": self.connected_at,
+            "frames": [], "buffer": decoder.pending(),
+            "session": {"token_hash": target.token_hash, "user_id": target.user_id,
+                        "listen_ip": target.listen_ip, "listen_port": target.listen_port,
+                        "push_secret": target.push_secret, "tls_fingerprint": target.tls_fingerprint}})
+        if not passed:
+            self._write_lock.release()
+            return False
+        self.server.session_moved(self, home)
+        self.user_id = self.token_hash = self.push_target = None   # nothing to close here
+        self.moved_away = True
+        self._write_lock.release()      # a push waiting to write now finds it gone and forwards
+        return True
 
     def _close_with(self, error: ProtocolError) -> None:
         """Answer a fatal error, then close gracefully: stop writing and drain what the peer is

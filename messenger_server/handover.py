@@ -77,6 +77,8 @@ class SessionHandover:
         self.passed = 0        # connections moved to a sibling at login
         self.adopted = 0       # connections siblings moved here
         self.kept = 0          # connections that should have moved but could not (served here)
+        self.sessions_passed = 0    # logged-in sessions moved to a sibling later
+        self.sessions_adopted = 0   # logged-in sessions siblings moved here
         self._server: StreamServer | None = None
 
     def start(self) -> None:
@@ -117,7 +119,9 @@ class SessionHandover:
                             "passing a connection to worker %d failed: %s", index, exc)
         finally:
             link.close()
-        if passed:
+        if passed and "session" in state:
+            self.sessions_passed += 1
+        elif passed:
             self.passed += 1
         else:
             self.kept += 1
@@ -155,5 +159,8 @@ class SessionHandover:
             return
         finally:
             link.close()
-        self.adopted += 1
+        if "session" in state:
+            self.sessions_adopted += 1
+        else:
+            self.adopted += 1
         self.adopt(sock, state)

@@ -57,6 +57,9 @@ MAX_DROPPED_REMEMBERED = 100_000
 # passed, at most PACE_MAX_WAIT, and takes every batch committed meanwhile in one go.
 PACE_MIN_COST = 0.001
 PACE_MAX_WAIT = 0.025
+# A session moved to a sibling worker (session affinity): its link here stays this long for
+# pushes already routed here (it pushes straight to the listener), then closes.
+MOVED_LINK_SECONDS = 30.0
 
 
 class PeerLink:
@@ -131,7 +134,7 @@ class PeerLink:
     def _run(self) -> None:
         try:
             if not self._connect() and not self._fall_back():
-                self.hub.drop(self, "its listener cannot be reached")
+                self._give_up("its listener cannot be reached")
                 return
             while not self.closed:
                 self.wake.wait()
@@ -166,16 +169,26 @@ class PeerLink:
                 log.info("push to %s's listener failed: %s", self.target.user_id, exc)
                 self._close_socket()
                 if not self._fall_back():
-                    self.hub.drop(self, "its listener went away")
+                    self._give_up("its listener went away", data)
                     return
         session = self.hub.session_of(self.target.token_hash)
         if session is None:
-            self.hub.drop(self, "its session ended")
+            self._give_up("its session ended", data)
             return
         try:
             session.send_bytes(data)
         except OSError:
-            self.hub.drop(self, "its session connection failed")
+            self._give_up("its session connection failed", data)
+
+    def _give_up(self, why: str, data: bytes = b"") -> None:
+        """Nothing more can go through this link. If its session moved to a sibling worker,
+        what is left goes there (the peer's own connection is now that worker's); otherwise
+        the peer is dropped."""
+        unsent = data + b"".join(self.queue)
+        if self.hub.forward_moved(self.target.token_hash, unsent):
+            self.hub.retire(self)
+        else:
+            self.hub.drop(self, why)
 
     def _close_socket(self) -> None:
         self.direct = None
@@ -233,6 +246,11 @@ class PushHub:
         # Sessions given up on. The audience cache may list one until the database's
         # offline mark reaches it; pushing to it again would only fail again.
         self.dropped: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        # Sessions that moved to a sibling worker with their connection: token hash -> (its
+        # target, the worker's index). Pushes still routed here (an audience read before the
+        # move) go straight to the listener, or to that worker when they need the connection.
+        self.moved: collections.OrderedDict[bytes, tuple[Target, int]] = collections.OrderedDict()
+        self.forward: Callable[[int, list[bytes], bytes], None] | None = None
         self._work: gevent.queue.Queue = gevent.queue.Queue()
         self._worker = gevent.spawn(self._work_loop)
         self.delivered = 0
@@ -274,6 +292,44 @@ class PushHub:
         link = self.links.pop(token_hash, None)
         if link is not None:
             link.close()
+
+    def session_moved(self, target: Target, index: int) -> None:
+        """A session held here moved to sibling worker ``index`` and stays online there."""
+        self.moved[target.token_hash] = (target, index)
+        while len(self.moved) > MAX_DROPPED_REMEMBERED:
+            self.moved.popitem(last=False)
+        gevent.spawn_later(MOVED_LINK_SECONDS, self._retire_moved_link, target.token_hash)
+
+    def session_here(self, token_hash: bytes) -> None:
+        """A session is (again) held here: its pushes no longer follow it elsewhere."""
+        self.moved.pop(token_hash, None)
+
+    def forward_moved(self, token_hash: bytes, data: bytes) -> bool:
+        """Send ``data`` for a session that moved to its new worker; False if it did not move."""
+        moved = self.moved.get(token_hash)
+        if moved is None or self.forward is None:
+            return False
+        if data:
+            try:
+                self.forward(moved[1], [token_hash], data)
+            except Exception:
+                log.exception("pushes for a moved session could not be forwarded")
+        return True
+
+    def retire(self, link: PeerLink) -> None:
+        """Close a link without dropping its peer (its session lives on elsewhere)."""
+        if self.links.get(link.target.token_hash) is link:
+            del self.links[link.target.token_hash]
+        link.close()
+
+    def _retire_moved_link(self, token_hash: bytes) -> None:
+        link = self.links.get(token_hash)
+        if link is None or token_hash not in self.moved:
+            return
+        if link.queue or link.writing:
+            gevent.spawn_later(MOVED_LINK_SECONDS, self._retire_moved_link, token_hash)
+        else:
+            self.retire(link)
 
     def _remember_dropped(self, token_hash: bytes) -> None:
         self.dropped[token_hash] = None
@@ -402,9 +458,11 @@ class PushHub:
         targets = []
         for token_hash in token_hashes:
             session = self.session_of(token_hash)
-            if session is not None and session.push_target is not None:   # else it has ended
+            if session is not None and session.push_target is not None:
                 targets.append(session.push_target)
-        return targets
+            elif token_hash in self.moved:     # routed here before it moved on
+                targets.append(self.moved[token_hash][0])
+        return targets                         # the others have ended
 
     def _fan_out_event(self, event: str, room: RoomKey, data: dict[str, Any], audience: list[str]) -> None:
         sessions = self._sessions(audience)
@@ -426,6 +484,9 @@ class PushHub:
             link = links.get(target.token_hash)
             if link is None:
                 if target.token_hash in dropped:
+                    continue
+                if self.forward_moved(target.token_hash, data):
+                    self.delivered += frames
                     continue
                 link = links[target.token_hash] = PeerLink(self, target)
             link.push(data)

@@ -20,6 +20,8 @@ class Caller(Protocol):
 
     def unbind(self) -> None: ...
 
+    def consider_move(self) -> None: ...
+
 
 def check_logged_in(caller: Caller) -> str:
     """The caller's user id, or ``unauthorized``."""

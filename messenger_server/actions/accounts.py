@@ -92,6 +92,12 @@ class Accounts:
         with self.pool.transaction("session.close") as cur:
             users.close_session(cur, token_hash_)
 
+    def take_session(self, token_hash_: bytes) -> bool:
+        """A logged-in connection a sibling worker passed here: its session is held here from
+        now on. False when the session is no longer online (the connection is then closed)."""
+        with self.pool.transaction("session.move") as cur:
+            return users.move_session(cur, token_hash_, self.server_id) is not None
+
     def do_get_profile(self, caller: Caller, user_id: str | None) -> Reply:
         me = check_logged_in(caller)
         target = user_id or me

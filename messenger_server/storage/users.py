@@ -85,6 +85,19 @@ def close_session(cur: Cursor, token_hash: bytes) -> str | None:
     return row[0]
 
 
+def move_session(cur: Cursor, token_hash: bytes, server_id: str) -> str | None:
+    """Record that another process of ours now holds an online session's connection (session
+    affinity); its user, or None when the session is no longer online. Every audience that
+    lists the session is bumped, so the next batch of each room pushes from the new holder."""
+    cur.execute("""UPDATE USER_SESSION_TB SET SERVER_ID = %s
+                   WHERE TOKEN_HASH = %s AND ONLINE RETURNING USER_ID""", (server_id, token_hash))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    bump_audience(cur, users=[row[0]])
+    return row[0]
+
+
 def close_server_sessions(cur: Cursor, server_id: str) -> list[str]:
     """Mark every session held by one server process offline (its shutdown or restart)."""
     cur.execute("""UPDATE USER_SESSION_TB SET ONLINE = false, LAST_SEEN = now()

@@ -22,7 +22,8 @@ from ..support import PASSWORD, admin_connection, archive_messages, logged_in_pe
 AFFINITY_LOG = (r"room affinity: (\d+) sends handed to their room's worker, (\d+) taken from siblings, "
                 r"(\d+) committed here because the owner was unreachable; (\d+) push hand-offs to siblings")
 SESSION_LOG = (r"session affinity: (\d+) connections moved to their home worker at login, (\d+) taken from "
-               r"siblings, (\d+) kept here")
+               r"siblings, (\d+) kept here because the move failed; (\d+) logged-in sessions moved later, "
+               r"(\d+) taken")
 
 
 def two_servers(server_factory, tmp_path):
@@ -173,7 +174,9 @@ def test_room_affinity_one_worker_commits_each_room(server_factory, tmp_path):
     """Room affinity (on by default with --workers): sends reaching the other worker are
     handed to the room's worker and committed there, with one gapless order, written once,
     delivered in order."""
-    server = server_factory("--workers", "2", "--log-level", "info")
+    # Room affinity alone: sessions stay where the kernel put them (session affinity would
+    # move them, and a moved session gets a second push link).
+    server = server_factory("--workers", "2", "--session-affinity", "off", "--log-level", "info")
     names = [f"a{i}" for i in range(12)]      # connections spread over both workers
     peers = [logged_in_peer(server, n) for n in names]
     total = send_together_and_check(peers, names, tmp_path / "server0" / "archive", per_sender=20)
@@ -221,6 +224,47 @@ def test_session_affinity_moves_a_login_to_its_rooms_worker(server_factory, data
     assert all(c[0] == c[1] == c[3] == 0 for c in sends), f"no send or push crossed workers: {sends}"
 
 
+def online_servers(database_url: str, names: list[str]) -> dict[str, str]:
+    """Which process holds each of these users' online sessions (USER_SESSION_TB)."""
+    with admin_connection(database_url) as cur:
+        cur.execute("SELECT USER_ID, SERVER_ID FROM USER_SESSION_TB WHERE ONLINE AND USER_ID = ANY(%s)", (names,))
+        return dict(cur.fetchall())
+
+
+def test_session_affinity_moves_logged_in_sessions_to_their_rooms_worker(server_factory, database_url, tmp_path):
+    """Users who logged in before their room existed (so nothing moved at login) move to the
+    room's worker once their traffic crosses workers: a sender when its send is handed over,
+    a member who only listens when its pushes are. Sends going on while they move keep one
+    gapless order, written once, delivered to everyone once and in order."""
+    server = server_factory("--workers", "2", "--log-level", "info")
+    senders = [f"m{i:02d}" for i in range(10)]
+    listeners = [f"l{i:02d}" for i in range(4)]
+    peers = {n: logged_in_peer(server, n) for n in senders + listeners}   # spread over both workers
+    heard: dict[str, list[int]] = {n: [] for n in listeners}
+    for n in listeners:
+        peers[n].on_event(lambda e, n=n: heard[n].append(e["seq"]) if e["event"] == "message" else None)
+    before = online_servers(database_url, senders + listeners)
+    reply = peers[senders[0]].create_room("later", invite=senders[1:] + listeners)
+    key = RoomKey(reply["session_id"], reply["creator_id"])
+    total = send_together_and_check([peers[n] for n in senders], senders, tmp_path / "server0" / "archive",
+                                    per_sender=20, key=key)
+    for n in listeners:
+        wait_for(lambda n=n: len(heard[n]) >= total, 30, f"every message at {n}")
+        assert heard[n] == list(range(1, total + 1)), f"{n} got every message once, in order"
+    wait_for(lambda: len(set(online_servers(database_url, senders + listeners).values())) == 1, 30,
+             f"every session on the room's worker (before: {before})")
+    assert len(set(before.values())) == 2, "the kernel spread the logins over both workers"
+    for peer in peers.values():
+        peer.close()
+    server.stop()
+    log = server.stderr()
+    moves = [tuple(map(int, m)) for m in re.findall(SESSION_LOG, log)]
+    assert len(moves) == 2, log[-2000:]
+    at_login, _, kept, moved, taken = (sum(c[i] for c in moves) for i in range(5))
+    assert at_login == 0 and kept == 0 and moved == taken > 0, moves
+    assert "Traceback" not in log, log[-3000:]
+
+
 def test_nat_fallback_between_workers(server_factory):
     """Members whose listeners cannot be reached still receive over their own connections
     when the room's worker is not the one holding them (pushes handed over the link)."""
@@ -246,6 +290,6 @@ def test_nat_fallback_between_workers(server_factory):
     for i in range(5):
         sender.send_text(key, f"m{i}")
     for name in names:
-        wait_for(lambda n=name: got[n] == [1, 2, 3, 4, 5], 30, f"pushes over the connection at {name}")
+        wait_for(lambda n=name: got[n] == [1, 2, 3, 4, 5], 30, f"pushes over the connection at {name}: {got}")
     for peer in [sender, *members]:
         peer.close()
