@@ -50,7 +50,7 @@ class Config:
     tls_key: str | None = None
     workers: int = 1
     room_affinity: bool = True            # with --workers: a room's sends go to one worker (affinity.py)
-    session_affinity: bool = True         # with room affinity: a login moves to its rooms' worker (handover.py)
+    session_affinity: bool = True         # with room affinity: a session moves to its rooms' worker (handover.py)
     push_pacing: float = 2.0              # see push.py PushHub._paced; 0 = off
     txn_retention_days: float = SEND_TXN_DAYS            # a send retried later is stored anew
     session_retention_days: float = CLOSED_SESSION_DAYS  # closed login sessions go after this
@@ -93,9 +93,9 @@ _HELP = {
     "workers": "server processes sharing the port, the database and the archive",
     "room_affinity": "with --workers: hand each send to the worker that owns its room, so that one "
                      "worker commits each room's messages (on or off)",
-    "session_affinity": "with --workers and room affinity, over plain TCP: at login, move the connection "
-                        "to the worker that owns most of the user's rooms, so their sends and pushes "
-                        "stay in one process (on or off)",
+    "session_affinity": "with --workers and room affinity, over plain TCP: move a connection to the "
+                        "worker that owns most of the user's rooms, at login or later when its sends "
+                        "or pushes cross workers, so they stay in one process (on or off)",
     "push_pacing": "after a push fan-out that took over 1 ms (a big room), wait this many times "
                    "its duration, at most 25 ms, before the next and send the messages committed "
                    "meanwhile with it: more throughput in busy big rooms for a little latency; 0 turns it off",

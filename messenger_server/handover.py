@@ -1,5 +1,5 @@
-"""Session affinity among the workers of one ``--workers N`` server: at login, a connection
-moves to the worker that owns most of the user's rooms.
+"""Session affinity among the workers of one ``--workers N`` server: a connection moves to the
+worker that owns most of the user's rooms, at login, or later when its traffic crosses workers.
 
 Room affinity (affinity.py) makes one worker commit each room, but the kernel spreads the
 connections over the workers at random, so about half of every send is handed over to the
@@ -10,12 +10,19 @@ once, at login, to the worker that owns most of them: the socket's descriptor is
 a Unix socket (SCM_RIGHTS) together with the frames read but not yet handled, and that worker
 serves the login and everything after it. The client sees nothing but its replies.
 
+A session already logged in (a user who joined their rooms after logging in) moves when its
+traffic crosses workers: a send handed to the room's worker, or pushes a sibling handed over
+for it, make its worker look up its home (connection.py ``ClientSession.consider_move``, at
+most every HOME_CHECK_SECONDS). It moves between two requests, with its session's state; the
+new worker binds the session and records itself as its holder (``Accounts.take_session``),
+and pushes still routed to the old one follow it (``PushHub.session_moved``).
+
 What this relies on, and keeps safe:
 
-* Only a connection that has not logged in yet moves, only once, and only plain TCP (a TLS
-  session's state cannot follow its descriptor). The sender stops reading from the socket
-  before it passes it and never touches it again once it is passed; until then, any failure
-  leaves the connection where it is, served as usual.
+* Only plain TCP moves (a TLS session's state cannot follow its descriptor), and only between
+  two requests: the reader stops reading, and no push writes to the socket, before it is
+  passed; the old worker never touches it again once it is passed. Until then, any failure
+  leaves the connection where it is, served as usual. A session stays online throughout.
 * A user with no rooms yet, or whose rooms' owners tie with this worker, stays. Where a whole
   community shares one room, every member's session goes to that room's worker: the one that
   has the room's work to do anyway (BENCHMARKS.md measures what it gives).

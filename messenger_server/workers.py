@@ -8,7 +8,7 @@ Everything they share goes through PostgreSQL: seq numbers by row locks, room id
 pushes to sessions held by a sibling through the relay table. With room affinity (on by
 default) a send is handed to the worker that owns its room, and pushes to a sibling's
 sessions go straight to that sibling, over Unix sockets (affinity.py); with session
-affinity a login moves to the worker owning most of the user's rooms (handover.py). The parent
+affinity a session moves to the worker owning most of the user's rooms (handover.py). The parent
 only supervises: it restarts a worker that dies (with the same index, so it owns the same
 rooms), forwards SIGTERM / SIGINT, and stops PostgreSQL after the last worker has exited.
 """
