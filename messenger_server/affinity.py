@@ -199,15 +199,11 @@ class Affinity:
         """Pushes for sessions that moved to sibling ``index`` (session affinity) but were
         still routed here; through PostgreSQL when the sibling cannot be reached."""
         try:
-            self._link(index).send({"push": token_hashes, "frames": frames, "count": 0})
-            self.pushes_handed += 1
-        except _Unreachable:
-            try:
-                server_id = id_path(self.run_dir, index).read_text()
-            except OSError:
-                log.warning("pushes for sessions moved to worker %d are lost: it is gone", index)
-                return
-            self.relay_send([(server_id, token_hashes, frames, 0)])
+            server_id = id_path(self.run_dir, index).read_text()   # for the relay, if it comes to that
+        except OSError:
+            log.warning("pushes for sessions moved to worker %d are lost: it is gone", index)
+            return
+        self.push_to_siblings([(index, (server_id, token_hashes, frames, 0))])
 
     def hand_over(self, owner: int, room: RoomKey, user_id: str, chat_type: str, content: bytes,
                   txn_id: str) -> dict[str, Any] | None:

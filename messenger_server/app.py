@@ -105,7 +105,6 @@ class Server:
             if config.session_affinity and not config.tls_cert:   # a TLS session cannot move
                 self.handover = SessionHandover(self.worker, self._rooms_of, self._adopt_connection)
                 self.handover.start()
-                self.messages.on_handed = lambda caller: caller.consider_move()
                 self.push.forward = self.affinity.push_to_sibling
         self.messages.start()
         self.relay.start()
@@ -164,8 +163,7 @@ class Server:
         moved = state.get("session")
         if moved is not None:
             # Bound before the row says so: a push handed here for it from then on finds it.
-            session.bind(Target(moved["token_hash"], moved["user_id"], moved["listen_ip"], moved["listen_port"],
-                                moved["push_secret"], moved["tls_fingerprint"], self.server_id))
+            session.bind(Target(**{**moved, "server_id": self.server_id}))
             session.next_home_check = time.monotonic() + HOME_CHECK_SECONDS   # no ping-pong
             try:
                 taken = self.accounts.take_session(moved["token_hash"])

@@ -6,6 +6,7 @@ and keeps going, closing the connection only when the byte stream itself cannot 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import time
@@ -224,27 +225,26 @@ class ClientSession:
             return False
         if home == handover.index:
             return False
-        return handover.pass_over(home, self.sock, {
-            "address": [self.peer_ip], "greeted": self.greeted, "connected_at": self.connected_at,
-            "frames": [frame, *rest], "buffer": decoder.pending()})
+        return handover.pass_over(home, self.sock, self._handover_state([frame, *rest], decoder))
+
+    def _handover_state(self, frames: list[Any], decoder: FrameDecoder) -> dict[str, Any]:
+        """What the sibling needs to go on serving this connection (handover.py)."""
+        state = {"address": [self.peer_ip], "greeted": self.greeted, "connected_at": self.connected_at,
+                 "frames": frames, "buffer": decoder.pending()}
+        if self.push_target is not None:       # a logged-in session moves with it
+            state["session"] = dataclasses.asdict(self.push_target)
+        return state
 
     def _move(self, decoder: FrameDecoder) -> bool:
         """Pass this logged-in session to worker ``move_to`` between two requests; True when
         it went. Its session row stays online: the sibling takes it over (handover.py)."""
         handover, home, self.move_to = self.server.handover, self.move_to, None
-        target = self.push_target
-        if handover is None or home is None or target is None:
+        if handover is None or home is None or self.push_target is None:
             return False
         # No push may go over this connection from here on: a push writing now finishes first.
         if not self._write_lock.acquire(timeout=MOVE_LOCK_SECONDS):
             return False
-        passed = handover.pass_over(home, self.sock, {
-            "address": [self.peer_ip], "greeted": self.greeted, "connected_at": self.connected_at,
-            "frames": [], "buffer": decoder.pending(),
-            "session": {"token_hash": target.token_hash, "user_id": target.user_id,
-                        "listen_ip": target.listen_ip, "listen_port": target.listen_port,
-                        "push_secret": target.push_secret, "tls_fingerprint": target.tls_fingerprint}})
-        if not passed:
+        if not handover.pass_over(home, self.sock, self._handover_state([], decoder)):
             self._write_lock.release()
             return False
         self.server.session_moved(self, home)

@@ -295,9 +295,7 @@ class PushHub:
 
     def session_moved(self, target: Target, index: int) -> None:
         """A session held here moved to sibling worker ``index`` and stays online there."""
-        self.moved[target.token_hash] = (target, index)
-        while len(self.moved) > MAX_DROPPED_REMEMBERED:
-            self.moved.popitem(last=False)
+        _remember(self.moved, target.token_hash, (target, index))
         gevent.spawn_later(MOVED_LINK_SECONDS, self._retire_moved_link, target.token_hash)
 
     def session_here(self, token_hash: bytes) -> None:
@@ -332,9 +330,7 @@ class PushHub:
             self.retire(link)
 
     def _remember_dropped(self, token_hash: bytes) -> None:
-        self.dropped[token_hash] = None
-        while len(self.dropped) > MAX_DROPPED_REMEMBERED:
-            self.dropped.popitem(last=False)
+        _remember(self.dropped, token_hash, None)
 
     # -- worker --------------------------------------------------------------------------
     def _work_loop(self) -> None:
@@ -516,6 +512,13 @@ class PushHub:
         for link in list(self.links.values()):
             link.close()
         self.links.clear()
+
+
+def _remember(ordered: collections.OrderedDict, key: bytes, value: Any) -> None:
+    """Add to a bounded memory of sessions: the oldest beyond MAX_DROPPED_REMEMBERED go."""
+    ordered[key] = value
+    while len(ordered) > MAX_DROPPED_REMEMBERED:
+        ordered.popitem(last=False)
 
 
 def _room_frames(messages: list["StoredMessage"]) -> list[tuple[RoomKey, bytes, int]]:

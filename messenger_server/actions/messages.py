@@ -134,8 +134,6 @@ class Messages:
         self._contended: dict[RoomKey, float] = {}
         self.syncs = SyncRunner()
         self.affinity: Affinity | None = None    # set by a worker of --workers N (affinity.py)
-        # Told of a caller whose send went to another worker (session affinity may move it).
-        self.on_handed: Callable[[Caller], None] | None = None
         self._to_siblings: list = []             # the committing batch's pushes for siblings
         self.batches = 0                         # batches taken, and the sends in them (logged at stop)
         self.batched = 0
@@ -180,8 +178,7 @@ class Messages:
             if owner is not None:
                 reply = self.affinity.hand_over(owner, room, me, chat_type, content, txn_id)
                 if reply is not None:
-                    if self.on_handed is not None:
-                        self.on_handed(caller)
+                    caller.consider_move()      # session affinity: it may belong there
                     return reply
         return self.submit(room, me, chat_type, content, txn_id)
 
