@@ -114,11 +114,13 @@ class Peer:
 
     # -- events --------------------------------------------------------------------------
     def on_event(self, handler: EventHandler) -> None:
-        """Call ``handler(event)`` for every event (see docs/push.md), in the peer's hub."""
+        """Call ``handler(event)`` for every event (see docs/push.md), in the peer's hub.
+        Every handler gets the same dict, which the peer's cache may hold too: read it, copy
+        it to change it."""
         self._event_handlers.append(handler)
 
     def _emit(self, event: dict[str, Any]) -> None:
-        for handler in list(self._event_handlers):
+        for handler in self._event_handlers:
             try:
                 handler(event)
             except Exception:
@@ -129,7 +131,9 @@ class Peer:
         if self._held is not None:
             self._held.append(frame)
             return
-        event = {k: v for k, v in frame.items() if k != "op"}
+        # The frame was decoded for this call alone: it becomes the event, with no copy.
+        event = frame
+        event.pop("op", None)
         if event.get("event") == "message":
             self._on_message(event)
             return
@@ -165,7 +169,8 @@ class Peer:
     def _deliver(self, room: RoomKey, messages: list[dict[str, Any]]) -> None:
         self.cache.add(room, messages)
         for message in messages:
-            self._emit({"event": "message", **message})
+            # A push already is a message event; records from init or fetch are not.
+            self._emit(message if message.get("event") == "message" else {"event": "message", **message})
 
     def _drain(self, room: RoomKey) -> None:
         """Deliver held messages that now follow on; drop held ones already delivered."""

@@ -67,28 +67,37 @@ class FrameDecoder:
         if self.fatal is not None:
             raise self.fatal
         buf = self._buffer
-        buf += data
+        if buf:
+            buf += data
+            if len(buf) >= HEADER_SIZE:
+                (length,) = _HEADER.unpack_from(buf)
+                if length <= self.max_frame_size and len(buf) < HEADER_SIZE + length:
+                    return []      # a big frame arriving in pieces: no copy until it is whole
+            data = bytes(buf)
+            buf.clear()
+        # Bodies are decoded straight out of the received bytes (a memoryview slice, no
+        # copy); only the tail of a frame not yet complete is kept in the buffer.
         frames: list[dict[str, Any] | ProtocolError] = []
+        view = memoryview(data)
+        size = len(data)
         start = 0
-        while len(buf) - start >= HEADER_SIZE:
-            (length,) = _HEADER.unpack_from(buf, start)
+        while size - start >= HEADER_SIZE:
+            (length,) = _HEADER.unpack_from(data, start)
             if length > self.max_frame_size:
                 self.fatal = ProtocolError(ErrorCode.TOO_LARGE,
                                            f"frame of {length} bytes exceeds the limit of {self.max_frame_size}",
                                            fatal=True)
-                buf.clear()
                 if not frames:
                     raise self.fatal
                 return frames
             end = start + HEADER_SIZE + length
-            if len(buf) < end:
+            if size < end:
                 break
-            body = bytes(buf[start + HEADER_SIZE:end])
-            start = end
             try:
-                frames.append(decode_body(body))
+                frames.append(decode_body(view[start + HEADER_SIZE:end]))
             except ProtocolError as exc:
                 frames.append(exc)
-        if start:
-            del buf[:start]
+            start = end
+        if start < size:
+            buf += view[start:]
         return frames

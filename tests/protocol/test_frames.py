@@ -67,6 +67,31 @@ def test_oversized_length_fails_before_buffering():
     assert info.value.code is ErrorCode.TOO_LARGE and info.value.fatal
 
 
+def test_oversized_length_split_over_feeds_keeps_the_frames_before_it():
+    decoder = FrameDecoder(max_frame_size=1000)
+    good = {"id": 1, "op": "ping"}
+    header = struct.pack(">I", 5000)
+    assert decoder.feed(encode(good) + header[:2]) == [good]
+    with pytest.raises(ProtocolError) as info:
+        decoder.feed(header[2:] + b"x" * 10)
+    assert info.value.code is ErrorCode.TOO_LARGE and info.value.fatal
+    with pytest.raises(ProtocolError):
+        decoder.feed(encode(good))      # the stream is lost for good
+
+
+def test_a_big_frame_in_pieces_is_held_until_whole_and_can_be_handed_on():
+    big = {"op": "send", "content": bytes(range(256)) * 400}
+    stream = encode(big) + encode({"op": "ping"})
+    decoder = FrameDecoder()
+    pieces = [stream[i:i + 4096] for i in range(0, len(stream) - 4096, 4096)]
+    for piece in pieces:
+        assert decoder.feed(piece) == []
+    assert decoder.pending() == b"".join(pieces)
+    rest = stream[len(decoder.pending()):]
+    assert decoder.feed(rest) == [big, {"op": "ping"}]
+    assert decoder.buffered == 0
+
+
 def test_frame_of_exactly_the_limit_is_accepted():
     body = msgpack.packb({"k": b"x" * 50})
     decoder = FrameDecoder(max_frame_size=len(body))
