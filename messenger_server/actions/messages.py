@@ -207,6 +207,11 @@ class Messages:
             self.batched += len(batch)
             try:
                 committed, audience = self._store(batch)
+                if committed:
+                    # The senders' acknowledgements go out before the fan-out's writes: a
+                    # closed-loop sender sends its next message that much sooner, and the
+                    # next batch fills while this one is pushed.
+                    gevent.sleep(0)
                 siblings, self._to_siblings = self._to_siblings, []
                 if committed and siblings:
                     assert self.affinity is not None
