@@ -24,8 +24,9 @@ def encode(message: dict[str, Any]) -> bytes:
     return _HEADER.pack(len(body)) + body
 
 
-def decode_body(body: bytes) -> dict[str, Any]:
-    """Decode one frame body; anything but a well-formed msgpack map is ``bad_request``."""
+def decode_body(body: bytes | memoryview) -> dict[str, Any]:
+    """Decode one frame body (bytes or a view of them); anything but a well-formed msgpack
+    map is ``bad_request``."""
     try:
         message = msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises many types: ExtraData, ValueError, UnicodeDecodeError...

@@ -207,19 +207,18 @@ class Messages:
             self.batched += len(batch)
             try:
                 committed, audience = self._store(batch)
+                siblings, self._to_siblings = self._to_siblings, []   # taken before any yield
                 if committed:
                     # The senders' acknowledgements go out before the fan-out's writes: a
                     # closed-loop sender sends its next message that much sooner, and the
                     # next batch fills while this one is pushed.
                     gevent.sleep(0)
-                siblings, self._to_siblings = self._to_siblings, []
-                if committed and siblings:
-                    assert self.affinity is not None
-                    try:
-                        self.affinity.push_to_siblings(siblings)
-                    except Exception:
-                        log.exception("handing pushes to sibling workers failed")
-                if committed:
+                    if siblings:
+                        assert self.affinity is not None
+                        try:
+                            self.affinity.push_to_siblings(siblings)
+                        except Exception:
+                            log.exception("handing pushes to sibling workers failed")
                     try:
                         self.on_committed(committed, audience)
                     except Exception:
