@@ -33,10 +33,13 @@ INLINE_MAX_SECONDS = 0.002
 # How quickly the estimate follows a change of the file system's speed.
 EWMA_WEIGHT = 0.2
 # A batch's files are synced by at most this many pool threads, each taking its share one
-# after the other. Measured on this machine's ext4 (40 files of a small append each):
-# 40 threads took 2.5-2.8 ms, 8 threads 1.5 ms, 4 threads 2.1 ms, 1 thread 4.6 ms; and
-# every thread started costs the server's thread a wake-up and a GIL hand-off.
-SYNC_GROUPS = 8
+# after the other. Alone, more threads finish sooner (this machine's ext4, 40 files of a small
+# append each: 40 threads 2.5-2.8 ms, 8 threads 1.5 ms, 4 threads 2.1 ms, 1 thread 4.6 ms).
+# Under load fewer win: every thread started costs the server's thread a wake-up and a GIL
+# hand-off, and the threads compete with the server and PostgreSQL for the cores. In the
+# 50-room benchmark 3 threads beat 8 with one worker and with two (BENCHMARKS.md, "Fewer
+# sync threads"); 2 measured like 3.
+SYNC_GROUPS = 3
 
 
 class SyncRunner:
