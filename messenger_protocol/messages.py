@@ -86,30 +86,57 @@ class Field:
     items: "Field | None" = None          # for lists: the type of every item
 
     def validate(self, value: Any, where: str) -> Any:
+        """``value`` if it fits this field (a list's items validated too), else ``bad_request``
+        or ``too_large`` naming ``where``."""
+        try:
+            return self.check_value(value)
+        except _Invalid as exc:
+            raise ProtocolError(exc.code, f"{where}{exc.path} {exc.text}") from None
+
+    def check_value(self, value: Any) -> Any:
+        """``validate`` without the field's name: raises ``_Invalid``, whose message the
+        caller completes. Every request runs this for each of its fields, so the words of an
+        error are only put together when there is one."""
+        kind = self.kind
         # bool is an int in Python; a True where a number belongs is a client bug, not a 1.
-        if isinstance(value, bool) and self.kind is not bool and bool not in _as_tuple(self.kind):
-            raise _bad(f"{where} must be {_kind_name(self.kind)}, not a boolean")
-        if not isinstance(value, self.kind):
-            raise _bad(f"{where} must be {_kind_name(self.kind)}, not {_type_name(value)}")
+        if value.__class__ is bool and kind is not bool and bool not in _as_tuple(kind):
+            raise _Invalid(f"must be {_kind_name(kind)}, not a boolean")
+        if not isinstance(value, kind):
+            raise _Invalid(f"must be {_kind_name(kind)}, not {_type_name(value)}")
         if isinstance(value, (str, bytes, list)):
             if self.max_len is not None and len(value) > self.max_len:
-                code = ErrorCode.TOO_LARGE if isinstance(value, bytes) else ErrorCode.BAD_REQUEST
-                raise ProtocolError(code, f"{where} is longer than {self.max_len}")
+                raise _Invalid(f"is longer than {self.max_len}",
+                               ErrorCode.TOO_LARGE if isinstance(value, bytes) else ErrorCode.BAD_REQUEST)
             if self.min_len is not None and len(value) < self.min_len:
-                raise _bad(f"{where} must have at least {self.min_len} "
-                           f"{'characters' if isinstance(value, str) else 'items' if isinstance(value, list) else 'bytes'}")
-        if isinstance(value, int):
+                raise _Invalid(f"must have at least {self.min_len} "
+                               f"{'characters' if isinstance(value, str) else 'items' if isinstance(value, list) else 'bytes'}")
+            if isinstance(value, str) and "\x00" in value:
+                raise _Invalid("must not contain NUL")
+        elif isinstance(value, int):
             if self.minimum is not None and value < self.minimum:
-                raise _bad(f"{where} must be at least {self.minimum}")
+                raise _Invalid(f"must be at least {self.minimum}")
             if self.maximum is not None and value > self.maximum:
-                raise _bad(f"{where} must be at most {self.maximum}")
-        if isinstance(value, str) and "\x00" in value:
-            raise _bad(f"{where} must not contain NUL")
+                raise _Invalid(f"must be at most {self.maximum}")
         if self.check is not None and not self.check(value):
-            raise _bad(f"{where} {self.check_text}")
+            raise _Invalid(self.check_text)
         if self.items is not None:
-            return [self.items.validate(item, f"{where}[{i}]") for i, item in enumerate(value)]
+            items = []
+            for i, item in enumerate(value):
+                try:
+                    items.append(self.items.check_value(item))
+                except _Invalid as exc:
+                    exc.path = f"[{i}]{exc.path}"
+                    raise
+            return items
         return value
+
+
+class _Invalid(Exception):
+    """A value that does not fit its field; ``path`` locates it inside a list."""
+
+    def __init__(self, text: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> None:
+        super().__init__(text)
+        self.text, self.code, self.path = text, code, ""
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
@@ -209,12 +236,16 @@ def validate_request(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         raise _bad(f"unknown op {op[:40]!r}")
     fields: dict[str, Any] = {}
     for field in spec:
-        if field.name not in message or message[field.name] is None:
+        value = message.get(field.name)
+        if value is None:
             if field.required:
                 raise _bad(f"{op}: field {field.name!r} is required")
             fields[field.name] = field.default
             continue
-        fields[field.name] = field.validate(message[field.name], f"{op}: field {field.name!r}")
+        try:
+            fields[field.name] = field.check_value(value)
+        except _Invalid as exc:
+            raise ProtocolError(exc.code, f"{op}: field {field.name!r}{exc.path} {exc.text}") from None
     return op, fields
 
 

@@ -35,6 +35,7 @@ MIN_FILE_SIZE = len(HEADER) + len(b"{}") + len(TAIL)  # a file always holds >= 1
 INFO_NAME = "session_info.json"
 IMAGE_NAME = "session_img.png"
 SESSION_ID_LEN = 15  # YYYYMMDD_NNNNNN
+MAX_CACHED_ROOMS = 100_000
 
 # [0-9], not \d: \d also matches non-ASCII digits, which int() would happily accept.
 _YEAR_RE = re.compile(r"([0-9]{4})")
@@ -93,10 +94,22 @@ class Archive:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
+        # Room folders already checked (ids, and resolved inside the root) and existing: every
+        # send batch asks for its rooms' folders, and resolving a path costs a system call per
+        # component (BENCHMARKS.md, "the archive's path checks"). Only existing folders are
+        # kept: one not made yet is checked again once it is.
+        self._room_dirs: dict[tuple[str, str], Path] = {}
+        self._checked: set[Path] = set()
 
     # -- paths -------------------------------------------------------------------------------
     def room_dir(self, session_id: Any, creator_id: Any) -> Path:
         """The folder ``<SESSION_ID>_<CREATOR_ID>`` of a room; ``bad_request`` for invalid ids."""
+        try:
+            known = self._room_dirs.get((session_id, creator_id))
+        except TypeError:                 # unhashable: refused below
+            known = None
+        if known is not None:
+            return known
         if not _session_id_ok(session_id):
             raise _bad("session_id must look like YYYYMMDD_NNNNNN")
         if not is_valid_user_id(creator_id):
@@ -106,9 +119,17 @@ class Archive:
         # folder that is a symlink leading out of the root.
         if path.resolve().parent != self.root:
             raise _bad("room folder is outside the archive root")
+        if path.is_dir():
+            if len(self._room_dirs) >= MAX_CACHED_ROOMS:
+                self._room_dirs.clear()
+                self._checked.clear()
+            self._room_dirs[session_id, creator_id] = path
+            self._checked.add(path)
         return path
 
     def _room(self, room: Path) -> Path:
+        if room in self._checked:
+            return room
         room = Path(room)
         name = room.name
         if (room.parent != self.root or name[SESSION_ID_LEN:SESSION_ID_LEN + 1] != "_"
@@ -144,7 +165,7 @@ class Archive:
         room = self._room(room)
         _check_day(day)
         data = _join(records)
-        path = _day_path(room, day)
+        path = _day_file(room, day)
         if committed_day is not None and day < committed_day:
             raise ValueError(f"day {day} is before the committed day {committed_day}")
         dirs: tuple[Path, ...] = ()
@@ -155,8 +176,9 @@ class Archive:
             if committed_day is not None:
                 # Once committed_day moves on, readers take that older file whole: clean it.
                 self._repair_file(room, committed_day, committed_size)
-            created = _makedirs(path.parent)
-            dirs = tuple(sorted({path.parent} | {d.parent for d in created}))
+            folder = Path(os.path.dirname(path))
+            created = _makedirs(folder)
+            dirs = tuple(sorted({folder} | {d.parent for d in created}))
             offset, payload = 0, HEADER + data + TAIL
             flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
         fd = os.open(path, flags | os.O_CLOEXEC, 0o644)
@@ -434,6 +456,11 @@ def _check_size(size: Any) -> None:
 
 def _day_path(room: Path, day: date) -> Path:
     return room / f"{day.year:04d}" / f"{day.month:02d}" / f"{day.day:02d}.json"
+
+
+def _day_file(room: Path, day: date) -> str:
+    """``_day_path`` as a string, for the append path (no pathlib parsing per batch)."""
+    return f"{room}/{day.year:04d}/{day.month:02d}/{day.day:02d}.json"
 
 
 def _numbered(directory: Path, pattern: re.Pattern[str], want_dir: bool) -> list[int]:
