@@ -1,0 +1,502 @@
+"""A lean load generator: the W1/W2 shape with the least work per delivery a Python client
+can do, to see the server the way a cheaper generator than ``messenger-loadtest`` sees it.
+
+``messenger-loadtest`` drives real ``Peer`` objects (gevent greenlets, the Peer's event
+dispatch, its history cache): ~6 µs of its own CPU per delivery, which on a 2-core machine
+takes the core the server would need, so with it every server looks alike. Issue 6's
+reference figures come from "a load generator that is not ours"; this is the nearest we can
+build here: no gevent, no Peer, one ``epoll`` loop per process over raw non-blocking
+sockets, each push frame decoded once with msgpack's C unpacker and nothing else done with
+it but counting it, checking its seq and taking its latency.
+
+It speaks the real protocol: registers (or logs in to) the accounts, logs every member in
+with a listener of its own, answers the server's challenge with the push secret (HMAC, as
+``messenger_protocol.push`` says), builds one room, warms the push links with one message,
+then runs closed-loop senders (each waits for its acknowledgement before the next send) for
+``--messages`` per repetition. Deliveries are checked: each member must see every message of
+the room once, in seq order (lost and duplicated deliveries are counted, and must be 0).
+
+    .venv/bin/python bench/lean_load.py --server 127.0.0.1:9100 [--server-pid PID] [--db-pid PID]
+        [--members 50] [--senders 10] [--messages 5000] [--size 100] [--repeat 2] [--processes 1]
+
+Prints one table row per repetition, a median row, and one JSON line. Loopback only.
+"""
+from __future__ import annotations
+
+import argparse
+import array
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import select
+import socket
+import statistics
+import struct
+import sys
+import time
+import uuid
+from typing import Any
+
+import msgpack
+
+_HEADER = struct.Struct(">I")
+PASSWORD = "lean-load-password"
+MAGIC = b"LEAN"
+
+
+def mono_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def frame(message: dict[str, Any]) -> bytes:
+    body = msgpack.packb(message, use_bin_type=True)
+    return _HEADER.pack(len(body)) + body
+
+
+def send_all(sock: socket.socket, data: bytes) -> None:
+    """Write ``data`` to a non-blocking socket (frames are small: this almost never waits)."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = sock.send(view)
+        except BlockingIOError:
+            n = 0
+        if n < len(view):
+            select.select([], [sock], [], 5.0)
+        view = view[n:]
+
+
+def split_frames(buf: bytearray) -> list[bytes]:
+    """Take the complete frames' bodies out of ``buf``."""
+    out = []
+    pos, end = 0, len(buf)
+    while end - pos >= 4:
+        (n,) = _HEADER.unpack_from(buf, pos)
+        if end - pos - 4 < n:
+            break
+        out.append(bytes(buf[pos + 4:pos + 4 + n]))
+        pos += 4 + n
+    if pos:
+        del buf[:pos]
+    return out
+
+
+class Blocking:
+    """A blocking request/reply connection for the set-up steps."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_connection(address, timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.next_id = 0
+        self.replies: dict[int, dict[str, Any]] = {}
+
+    def send(self, op: str, **fields: Any) -> int:
+        self.next_id += 1
+        self.sock.sendall(frame({"id": self.next_id, "op": op, **fields}))
+        return self.next_id
+
+    def wait(self, rid: int) -> dict[str, Any]:
+        while rid not in self.replies:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            self.buf += data
+            for body in split_frames(self.buf):
+                msg = msgpack.unpackb(body, raw=False)
+                if msg.get("op") != "push" and isinstance(msg.get("id"), int):
+                    self.replies[msg["id"]] = msg
+        return self.replies.pop(rid)
+
+    def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        return self.wait(self.send(op, **fields))
+
+
+class Member:
+    """One logged-in user: its session connection, its listener, its push connection."""
+
+    def __init__(self, user_id: str, conn: Blocking, listener: socket.socket) -> None:
+        self.user_id = user_id
+        self.conn = conn
+        self.listener = listener
+        self.secret = b""
+        self.push: socket.socket | None = None
+        self.push_buf = bytearray()
+        self.nonce = b""
+        self.authed = False
+        self.last_seq = 0
+        self.got = 0
+
+
+def set_up(args: argparse.Namespace, address: tuple[str, int]) -> tuple[list[Member], dict[str, Any]]:
+    """Accounts, logins with listeners, one room of every member; returns members and room key."""
+    users = [f"{args.prefix}{i:05d}" for i in range(1, args.members + 1)]
+    conns = [Blocking(address) for _ in users]
+    for c in conns:
+        c.wait(c.send("hello", version=1, client="lean-load"))
+    if not args.reuse:
+        ids = [c.send("register", user_id=u, password=PASSWORD) for c, u in zip(conns, users)]
+        for c, rid in zip(conns, ids):
+            reply = c.wait(rid)
+            if not reply["ok"] and reply["error"]["code"] != "conflict":
+                raise SystemExit(f"lean-load: register failed: {reply['error']}")
+    members = []
+    ids = []
+    for c, u in zip(conns, users):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        members.append(Member(u, c, listener))
+        ids.append(c.send("login", user_id=u, password=PASSWORD, listen_host="127.0.0.1",
+                          listen_port=listener.getsockname()[1]))
+    for m, rid in zip(members, ids):
+        reply = m.conn.wait(rid)
+        if not reply["ok"]:
+            raise SystemExit(f"lean-load: login of {m.user_id} failed: {reply['error']}")
+        m.secret = reply["push_secret"]
+    creator = members[0].conn
+    room = creator.call("create_room", name="lean load", invite=users[1:])
+    if not room["ok"]:
+        raise SystemExit(f"lean-load: create_room failed: {room['error']}")
+    key = {"session_id": room["session_id"], "creator_id": room["creator_id"]}
+    for m in members:
+        m.conn.sock.setblocking(False)
+        m.listener.setblocking(False)
+    return members, key
+
+
+class Loop:
+    """One process's share of the members and senders, on one epoll."""
+
+    def __init__(self, members: list[Member], senders: list[Member], key: dict[str, Any], size: int,
+                 run_id: bytes) -> None:
+        self.members = members
+        self.senders = senders
+        self.key = key
+        self.size = size
+        self.run_id = run_id
+        self.ep = select.epoll()
+        self.by_fd: dict[int, tuple[str, Member]] = {}
+        for m in members:
+            self._watch(m.listener, "listen", m)
+            self._watch(m.conn.sock, "session", m)
+            if m.push is not None:                  # a link opened before this loop (warm-up)
+                self._watch(m.push, "push", m)
+        self.session_bufs: dict[int, bytearray] = {m.conn.sock.fileno(): bytearray() for m in members}
+        # per repetition
+        self.rep = 0
+        self.lat = array.array("d")
+        self.ack = array.array("d")
+        self.outstanding: dict[tuple[int, int], int] = {}      # (fd, request id) -> sent ns
+        self.todo: dict[int, int] = {}                          # sender fd -> sends left
+        self.acked = 0
+        self.dups = 0
+        self.disorder = 0
+        self.last_delivery = 0
+
+    def _watch(self, sock: socket.socket, kind: str, member: Member) -> None:
+        self.ep.register(sock.fileno(), select.EPOLLIN)
+        self.by_fd[sock.fileno()] = (kind, member)
+
+    # -- the two directions --------------------------------------------------------------
+    def _content(self, sent: int) -> bytes:
+        head = b"%s %s %d %d " % (MAGIC, self.run_id, self.rep, sent)
+        return head + b"x" * max(1, self.size - len(head))
+
+    def send_next(self, m: Member) -> None:
+        sent = mono_ns()
+        m.conn.next_id += 1
+        rid = m.conn.next_id
+        self.outstanding[m.conn.sock.fileno(), rid] = sent
+        send_all(m.conn.sock, frame({"id": rid, "op": "send", **self.key, "chat_type": "text",
+                                     "content": self._content(sent), "txn_id": uuid.uuid4().hex}))
+
+    def _on_session(self, fd: int, m: Member) -> None:
+        data = m.conn.sock.recv(262144)
+        if not data:
+            raise SystemExit(f"lean-load: the server closed {m.user_id}'s session")
+        buf = self.session_bufs[fd]
+        buf += data
+        now = mono_ns()
+        for body in split_frames(buf):
+            msg = msgpack.unpackb(body, raw=False)
+            if msg.get("op") == "push":                 # the NAT fallback: pushes come here
+                self._on_push(m, msg, now)
+                continue
+            sent = self.outstanding.pop((fd, msg.get("id")), None)
+            if sent is None:
+                continue
+            if not msg.get("ok"):
+                raise SystemExit(f"lean-load: a send failed: {msg.get('error')}")
+            self.ack.append((now - sent) / 1e6)
+            self.acked += 1
+            left = self.todo.get(fd, 0)
+            if left > 0:
+                self.todo[fd] = left - 1
+                self.send_next(m)
+
+    def _on_accept(self, m: Member) -> None:
+        sock, _ = m.listener.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if m.push is not None:                            # a new link replaces the old one
+            self.ep.unregister(m.push.fileno())
+            self.by_fd.pop(m.push.fileno(), None)
+            m.push.close()
+        m.push, m.push_buf, m.authed = sock, bytearray(), False
+        m.nonce = os.urandom(32)
+        sock.sendall(frame({"op": "challenge", "nonce": m.nonce}))
+        sock.setblocking(False)
+        self._watch(sock, "push", m)
+
+    def _on_push_data(self, m: Member) -> None:
+        assert m.push is not None
+        try:
+            data = m.push.recv(262144)
+        except ConnectionError:
+            data = b""
+        if not data:
+            self.ep.unregister(m.push.fileno())
+            self.by_fd.pop(m.push.fileno(), None)
+            m.push.close()
+            m.push = None
+            return
+        m.push_buf += data
+        now = mono_ns()
+        for body in split_frames(m.push_buf):
+            msg = msgpack.unpackb(body, raw=False)
+            if not m.authed:
+                expected = hmac.new(m.secret, m.nonce, hashlib.sha256).digest()
+                if msg.get("op") != "auth" or not hmac.compare_digest(expected, msg.get("mac", b"")):
+                    raise SystemExit(f"lean-load: a push link to {m.user_id} failed the challenge")
+                send_all(m.push, frame({"op": "auth", "ok": True}))
+                m.authed = True
+                continue
+            self._on_push(m, msg, now)
+
+    def _on_push(self, m: Member, msg: dict[str, Any], now: int) -> None:
+        if msg.get("event") != "message":
+            return
+        seq = msg["seq"]
+        if seq <= m.last_seq:
+            self.dups += 1
+            return
+        if m.last_seq and seq != m.last_seq + 1:
+            self.disorder += 1
+        m.last_seq = seq
+        m.got += 1
+        content = msg["content"]
+        if content.startswith(MAGIC):
+            _, run, rep, sent, _ = content.split(b" ", 4)
+            if run == self.run_id and int(rep) == self.rep:
+                self.lat.append((now - int(sent)) / 1e6)
+        self.last_delivery = now
+
+    def poll(self, timeout: float) -> None:
+        for fd, _ in self.ep.poll(timeout):
+            entry = self.by_fd.get(fd)
+            if entry is None:
+                continue
+            kind, m = entry
+            if kind == "push":
+                self._on_push_data(m)
+            elif kind == "session":
+                self._on_session(fd, m)
+            else:
+                self._on_accept(m)
+
+    def run_until(self, done, deadline: float) -> bool:
+        while not done():
+            if time.monotonic() > deadline:
+                return False
+            self.poll(0.05)
+        return True
+
+    # -- a repetition ----------------------------------------------------------------------
+    def repetition(self, rep: int, counts: dict[int, int], expected_each: int, timeout: float) -> dict[str, Any]:
+        self.rep = rep
+        self.lat, self.ack = array.array("d"), array.array("d")
+        self.acked = self.dups = self.disorder = 0
+        start_got = {id(m): m.got for m in self.members}
+        senders = [m for m in self.senders if counts.get(m.conn.sock.fileno(), 0) > 0]
+        self.todo = {m.conn.sock.fileno(): counts[m.conn.sock.fileno()] - 1 for m in senders}
+        total_sends = sum(counts.values())
+        cpu0 = time.process_time()
+        t0 = mono_ns()
+        for m in senders:
+            self.send_next(m)
+        deadline = time.monotonic() + timeout
+        acked_all = self.run_until(lambda: self.acked >= total_sends, deadline)
+        t_acked = mono_ns()
+        delivered = lambda: sum(m.got - start_got[id(m)] for m in self.members)   # noqa: E731
+        expected = expected_each * len(self.members)
+        self.run_until(lambda: delivered() >= expected, min(deadline, time.monotonic() + 15))
+        cpu = time.process_time() - cpu0
+        got = delivered()
+        end = max(self.last_delivery, t_acked)
+        return {"sends": total_sends, "acked": self.acked, "acked_all": acked_all, "deliveries": got,
+                "expected": expected, "lost": max(0, expected - got), "duplicates": self.dups,
+                "disorder": self.disorder, "t0": t0, "t_acked": t_acked, "t_end": end, "cpu_s": cpu,
+                "lat": self.lat.tobytes(), "ack": self.ack.tobytes()}
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, int(round(q / 100 * len(values) + 0.5)) - 1))]
+
+
+def check_loopback(host: str) -> None:
+    for info in socket.getaddrinfo(host, None):
+        if not ipaddress.ip_address(info[4][0]).is_loopback:
+            raise SystemExit(f"lean-load: {host!r} is not a loopback address")
+
+
+def cpu_of(pid: int | None, children: bool = False) -> float:
+    if not pid:
+        return 0.0
+    import psutil
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc] + (proc.children(recursive=True) if children else [])
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="A lean load generator for the W1/W2 shape (see the module docstring).")
+    p.add_argument("--server", required=True, metavar="HOST:PORT", help="a running server on a loopback address")
+    p.add_argument("--server-pid", type=int, help="its PID, for its CPU time")
+    p.add_argument("--db-pid", type=int, help="the PostgreSQL postmaster's PID, to add the database's CPU")
+    p.add_argument("--members", type=int, default=50, help="members of the room, all online")
+    p.add_argument("--senders", type=int, default=10, help="closed-loop senders (the first members)")
+    p.add_argument("--messages", type=int, default=5000, help="messages per repetition, all senders together")
+    p.add_argument("--size", type=int, default=100, help="bytes of text per message")
+    p.add_argument("--repeat", type=int, default=2, help="repetitions on the same room")
+    p.add_argument("--processes", type=int, default=1, help="generator processes sharing the members")
+    p.add_argument("--prefix", default=None, help="user id prefix (default lean-<random>-)")
+    p.add_argument("--reuse", action="store_true", help="log in to existing accounts instead of registering")
+    p.add_argument("--timeout", type=float, default=300, help="deadline of each repetition, s")
+    p.add_argument("--label", default="", help="copied to the JSON line")
+    args = p.parse_args(argv)
+    host, port = args.server.rsplit(":", 1)
+    check_loopback(host)
+    args.prefix = args.prefix or f"lean-{uuid.uuid4().hex[:6]}-"
+    address = (host, int(port))
+
+    t = time.monotonic()
+    members, key = set_up(args, address)
+    print(f"set-up: {len(members)} members logged in, room {key['session_id']}_{key['creator_id']}, "
+          f"{time.monotonic() - t:.1f} s", file=sys.stderr)
+    run_id = uuid.uuid4().hex[:8].encode()
+    senders = members[:args.senders]
+
+    # Warm-up: one message, received by everyone, opens every push link.
+    warm = Loop(members, senders[:1], key, args.size, run_id)
+    warm.repetition(0, {senders[0].conn.sock.fileno(): 1}, 1, 60)
+
+    nproc = max(1, args.processes)
+    shares = [members[i::nproc] for i in range(nproc)]
+    base, extra = divmod(args.messages, len(senders))
+    counts = {m.conn.sock.fileno(): base + (1 if i < extra else 0) for i, m in enumerate(senders)}
+    pipes = []
+    for i, share in enumerate(shares):
+        r_go, w_go = os.pipe()
+        r_res, w_res = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(w_go)
+            os.close(r_res)
+            code = 0
+            try:
+                loop = Loop(share, [m for m in share if m in senders], key, args.size, run_id)
+                with os.fdopen(w_res, "wb") as out, os.fdopen(r_go, "rb") as go:
+                    for rep in range(1, args.repeat + 1):
+                        if not go.read(1):
+                            break
+                        res = loop.repetition(rep, {fd: c for fd, c in counts.items()
+                                                    if any(m.conn.sock.fileno() == fd for m in loop.senders)},
+                                              args.messages, args.timeout)
+                        blob = msgpack.packb(res, use_bin_type=True)
+                        out.write(_HEADER.pack(len(blob)) + blob)
+                        out.flush()
+            except BaseException as exc:   # report and leave without running the parent's code
+                print(f"lean-load worker {i}: {exc!r}", file=sys.stderr)
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(r_go)
+        os.close(w_res)
+        pipes.append((os.fdopen(w_go, "wb", buffering=0), os.fdopen(r_res, "rb"), pid))
+
+    rows = []
+    print(f"{'rep':>4} {'acked':>7} {'msgs/s':>8} {'deliveries':>10} {'deliv/s':>9} {'p50 ms':>7} {'p95 ms':>7} "
+          f"{'p99 ms':>7} {'max ms':>7} {'ack p50':>7} {'srv µs/d':>8} {'+db µs/d':>8} {'gen µs/d':>8} {'lost':>5} {'dup':>4}")
+    for rep in range(1, args.repeat + 1):
+        time.sleep(0.3)
+        cpu_s0, cpu_d0 = cpu_of(args.server_pid), cpu_of(args.server_pid) + cpu_of(args.db_pid, True)
+        for go, _, _ in pipes:
+            go.write(b"x")
+        parts = []
+        for _, res, _ in pipes:
+            header = res.read(4)
+            if len(header) < 4:
+                raise SystemExit("lean-load: a worker process failed (see above)")
+            parts.append(msgpack.unpackb(res.read(_HEADER.unpack(header)[0]), raw=False))
+        cpu_s1, cpu_d1 = cpu_of(args.server_pid), cpu_of(args.server_pid) + cpu_of(args.db_pid, True)
+        t0 = min(x["t0"] for x in parts)
+        t_acked = max(x["t_acked"] for x in parts)
+        t_end = max(x["t_end"] for x in parts)
+        deliveries = sum(x["deliveries"] for x in parts)
+        lat = [v for x in parts for v in array.array("d", x["lat"])]
+        ack = [v for x in parts for v in array.array("d", x["ack"])]
+        sends = sum(x["acked"] for x in parts)
+        row = {
+            "rep": rep, "acked": sends, "accepted_msgs_per_s": sends / ((t_acked - t0) / 1e9),
+            "deliveries": deliveries, "deliveries_per_s": deliveries / ((t_end - t0) / 1e9),
+            "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99), "max_ms": max(lat, default=0),
+            "ack_p50_ms": pct(ack, 50), "lost": sum(x["lost"] for x in parts),
+            "duplicates": sum(x["duplicates"] for x in parts), "disorder": sum(x["disorder"] for x in parts),
+            "server_cpu_us_per_delivery": (cpu_s1 - cpu_s0) / deliveries * 1e6 if args.server_pid else None,
+            "server_db_cpu_us_per_delivery": (cpu_d1 - cpu_d0) / deliveries * 1e6 if args.server_pid else None,
+            "generator_cpu_us_per_delivery": sum(x["cpu_s"] for x in parts) / deliveries * 1e6,
+        }
+        rows.append(row)
+        f = lambda v, spec: "-" if v is None else format(v, spec)   # noqa: E731
+        print(f"{rep:>4} {sends:>7,} {row['accepted_msgs_per_s']:>8,.0f} {deliveries:>10,} {row['deliveries_per_s']:>9,.0f} "
+              f"{row['p50_ms']:>7.2f} {row['p95_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['max_ms']:>7.1f} "
+              f"{row['ack_p50_ms']:>7.2f} {f(row['server_cpu_us_per_delivery'], '>8.2f')} {f(row['server_db_cpu_us_per_delivery'], '>8.2f')} "
+              f"{row['generator_cpu_us_per_delivery']:>8.2f} {row['lost']:>5} {row['duplicates']:>4}", flush=True)
+    for go, res, pid in pipes:
+        go.close()
+        res.close()
+        os.waitpid(pid, 0)
+    summary = {k: statistics.median(r[k] for r in rows) for k in
+               ("accepted_msgs_per_s", "deliveries_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "ack_p50_ms")}
+    for k in ("server_cpu_us_per_delivery", "server_db_cpu_us_per_delivery", "generator_cpu_us_per_delivery"):
+        values = [r[k] for r in rows if r[k] is not None]
+        summary[k] = statistics.median(values) if values else None
+    summary.update(lost=sum(r["lost"] for r in rows), duplicates=sum(r["duplicates"] for r in rows),
+                   disorder=sum(r["disorder"] for r in rows))
+    ok = summary["lost"] == 0 and summary["duplicates"] == 0 and summary["disorder"] == 0
+    print(f"median: {summary['deliveries_per_s']:,.0f} deliveries/s, p50 {summary['p50_ms']:.2f} ms, "
+          f"p99 {summary['p99_ms']:.2f} ms; lost {summary['lost']}, duplicates {summary['duplicates']}, "
+          f"out of order {summary['disorder']} -> {'OK' if ok else 'FAILED'}")
+    print(json.dumps({"tool": "lean-load", "label": args.label, "members": args.members, "senders": args.senders,
+                      "messages": args.messages, "size": args.size, "processes": nproc, "ok": ok,
+                      **summary, "reps": rows}, separators=(",", ":")))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
