@@ -168,10 +168,12 @@ def db_pid(pgdata: Path) -> int | None:
     return CpuMeter.find_postmaster(str(pgdata))
 
 
-def run_loadtest(args: list[str], timeout: float) -> dict[str, Any]:
-    """Run ``python -m messenger_peer.loadtest`` and return its JSON line (``{"error": ...}``
-    when it printed none). Its table goes to our stdout, its stderr to ours."""
-    cmd = [sys.executable, "-m", "messenger_peer.loadtest", *args, "--timeout", str(timeout)]
+def run_loadtest(args: list[str], timeout: float, lean: bool = False) -> dict[str, Any]:
+    """Run ``python -m messenger_peer.loadtest`` (or, ``lean``, ``bench/lean_load.py``) and
+    return its JSON line (``{"error": ...}`` when it printed none). Its table goes to our
+    stdout, its stderr to ours."""
+    tool = [str(ROOT / "bench" / "lean_load.py")] if lean else ["-m", "messenger_peer.loadtest"]
+    cmd = [sys.executable, *tool, *args, "--timeout", str(timeout)]
     print("$ " + " ".join(_quote(a) for a in cmd[1:]), flush=True)
     started = time.monotonic()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, timeout=timeout + 120)

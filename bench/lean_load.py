@@ -11,13 +11,13 @@ it but counting it, checking its seq and taking its latency.
 
 It speaks the real protocol: registers (or logs in to) the accounts, logs every member in
 with a listener of its own, answers the server's challenge with the push secret (HMAC, as
-``messenger_protocol.push`` says), builds one room, warms the push links with one message,
-then runs closed-loop senders (each waits for its acknowledgement before the next send) for
-``--messages`` per repetition. Deliveries are checked: each member must see every message of
-the room once, in seq order (lost and duplicated deliveries are counted, and must be 0).
+``messenger_protocol.push`` says), builds ``--rooms`` rooms of ``--members`` members each,
+warms the push links with one message per room, then runs closed-loop senders (each waits for its acknowledgement before the next send) for
+``--messages`` per repetition (all rooms together). Deliveries are checked: each member must
+see every message of its room once, in seq order (lost and duplicated deliveries are counted, and must be 0).
 
     .venv/bin/python bench/lean_load.py --server 127.0.0.1:9100 [--server-pid PID] [--db-pid PID]
-        [--members 50] [--senders 10] [--messages 5000] [--size 100] [--repeat 2] [--processes 1]
+        [--rooms 1] [--members 50] [--senders 10] [--messages 5000] [--size 100] [--repeat 2] [--processes 1]
 
 Prints one table row per repetition, a median row, and one JSON line. Loopback only.
 """
@@ -128,11 +128,13 @@ class Member:
         self.authed = False
         self.last_seq = 0
         self.got = 0
+        self.room: dict[str, Any] = {}      # the room it is in (each member is in one)
 
 
-def set_up(args: argparse.Namespace, address: tuple[str, int]) -> tuple[list[Member], dict[str, Any]]:
-    """Accounts, logins with listeners, one room of every member; returns members and room key."""
-    users = [f"{args.prefix}{i:05d}" for i in range(1, args.members + 1)]
+def set_up(args: argparse.Namespace, address: tuple[str, int]) -> list[Member]:
+    """Accounts, logins with listeners, ``--rooms`` rooms of ``--members`` members each (the
+    first member creates it); returns the members, each knowing its room."""
+    users = [f"{args.prefix}{i:05d}" for i in range(1, args.rooms * args.members + 1)]
     conns = [Blocking(address) for _ in users]
     for c in conns:
         c.wait(c.send("hello", version=1, client="lean-load"))
@@ -156,25 +158,25 @@ def set_up(args: argparse.Namespace, address: tuple[str, int]) -> tuple[list[Mem
         if not reply["ok"]:
             raise SystemExit(f"lean-load: login of {m.user_id} failed: {reply['error']}")
         m.secret = reply["push_secret"]
-    creator = members[0].conn
-    room = creator.call("create_room", name="lean load", invite=users[1:])
-    if not room["ok"]:
-        raise SystemExit(f"lean-load: create_room failed: {room['error']}")
-    key = {"session_id": room["session_id"], "creator_id": room["creator_id"]}
+    for r in range(args.rooms):
+        group = members[r * args.members:(r + 1) * args.members]
+        room = group[0].conn.call("create_room", name=f"lean load {r + 1}", invite=[m.user_id for m in group[1:]])
+        if not room["ok"]:
+            raise SystemExit(f"lean-load: create_room failed: {room['error']}")
+        for m in group:
+            m.room = {"session_id": room["session_id"], "creator_id": room["creator_id"]}
     for m in members:
         m.conn.sock.setblocking(False)
         m.listener.setblocking(False)
-    return members, key
+    return members
 
 
 class Loop:
     """One process's share of the members and senders, on one epoll."""
 
-    def __init__(self, members: list[Member], senders: list[Member], key: dict[str, Any], size: int,
-                 run_id: bytes) -> None:
+    def __init__(self, members: list[Member], senders: list[Member], size: int, run_id: bytes) -> None:
         self.members = members
         self.senders = senders
-        self.key = key
         self.size = size
         self.run_id = run_id
         self.ep = select.epoll()
@@ -210,7 +212,7 @@ class Loop:
         m.conn.next_id += 1
         rid = m.conn.next_id
         self.outstanding[m.conn.sock.fileno(), rid] = sent
-        send_all(m.conn.sock, frame({"id": rid, "op": "send", **self.key, "chat_type": "text",
+        send_all(m.conn.sock, frame({"id": rid, "op": "send", **m.room, "chat_type": "text",
                                      "content": self._content(sent), "txn_id": uuid.uuid4().hex}))
 
     def _on_session(self, fd: int, m: Member) -> None:
@@ -314,7 +316,9 @@ class Loop:
         return True
 
     # -- a repetition ----------------------------------------------------------------------
-    def repetition(self, rep: int, counts: dict[int, int], expected_each: int, timeout: float) -> dict[str, Any]:
+    def repetition(self, rep: int, counts: dict[int, int], per_room: dict[str, int], timeout: float) -> dict[str, Any]:
+        """Send ``counts`` (sender fd -> messages) closed loop, then wait for every member's
+        deliveries (``per_room``: room session_id+creator -> messages sent to it in all)."""
         self.rep = rep
         self.lat, self.ack = array.array("d"), array.array("d")
         self.acked = self.dups = self.disorder = 0
@@ -330,7 +334,7 @@ class Loop:
         acked_all = self.run_until(lambda: self.acked >= total_sends, deadline)
         t_acked = mono_ns()
         delivered = lambda: sum(m.got - start_got[id(m)] for m in self.members)   # noqa: E731
-        expected = expected_each * len(self.members)
+        expected = sum(per_room[_room_name(m.room)] for m in self.members)
         self.run_until(lambda: delivered() >= expected, min(deadline, time.monotonic() + 15))
         cpu = time.process_time() - cpu0
         got = delivered()
@@ -339,6 +343,10 @@ class Loop:
                 "expected": expected, "lost": max(0, expected - got), "duplicates": self.dups,
                 "disorder": self.disorder, "t0": t0, "t_acked": t_acked, "t_end": end, "cpu_s": cpu,
                 "lat": self.lat.tobytes(), "ack": self.ack.tobytes()}
+
+
+def _room_name(room: dict[str, Any]) -> str:
+    return f"{room['session_id']}_{room['creator_id']}"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -378,8 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server", required=True, metavar="HOST:PORT", help="a running server on a loopback address")
     p.add_argument("--server-pid", type=int, help="its PID, for its CPU time")
     p.add_argument("--db-pid", type=int, help="the PostgreSQL postmaster's PID, to add the database's CPU")
-    p.add_argument("--members", type=int, default=50, help="members of the room, all online")
-    p.add_argument("--senders", type=int, default=10, help="closed-loop senders (the first members)")
+    p.add_argument("--rooms", type=int, default=1, help="rooms, each with its own members")
+    p.add_argument("--members", type=int, default=50, help="members of each room, all online")
+    p.add_argument("--senders", type=int, default=10, help="closed-loop senders per room (its first members)")
     p.add_argument("--messages", type=int, default=5000, help="messages per repetition, all senders together")
     p.add_argument("--size", type=int, default=100, help="bytes of text per message")
     p.add_argument("--repeat", type=int, default=2, help="repetitions on the same room")
@@ -395,20 +404,24 @@ def main(argv: list[str] | None = None) -> int:
     address = (host, int(port))
 
     t = time.monotonic()
-    members, key = set_up(args, address)
-    print(f"set-up: {len(members)} members logged in, room {key['session_id']}_{key['creator_id']}, "
-          f"{time.monotonic() - t:.1f} s", file=sys.stderr)
+    members = set_up(args, address)
+    print(f"set-up: {len(members)} members logged in, {args.rooms} room(s), {time.monotonic() - t:.1f} s",
+          file=sys.stderr)
     run_id = uuid.uuid4().hex[:8].encode()
-    senders = members[:args.senders]
+    groups = [members[r * args.members:(r + 1) * args.members] for r in range(args.rooms)]
+    senders = [m for group in groups for m in group[:args.senders]]
 
-    # Warm-up: one message, received by everyone, opens every push link.
-    warm = Loop(members, senders[:1], key, args.size, run_id)
-    warm.repetition(0, {senders[0].conn.sock.fileno(): 1}, 1, 60)
+    # Warm-up: one message per room, received by everyone, opens every push link.
+    warm = Loop(members, [g[0] for g in groups], args.size, run_id)
+    warm.repetition(0, {g[0].conn.sock.fileno(): 1 for g in groups}, {_room_name(g[0].room): 1 for g in groups}, 60)
 
     nproc = max(1, args.processes)
     shares = [members[i::nproc] for i in range(nproc)]
     base, extra = divmod(args.messages, len(senders))
     counts = {m.conn.sock.fileno(): base + (1 if i < extra else 0) for i, m in enumerate(senders)}
+    per_room: dict[str, int] = {}
+    for m in senders:
+        per_room[_room_name(m.room)] = per_room.get(_room_name(m.room), 0) + counts[m.conn.sock.fileno()]
     pipes = []
     for i, share in enumerate(shares):
         r_go, w_go = os.pipe()
@@ -419,14 +432,14 @@ def main(argv: list[str] | None = None) -> int:
             os.close(r_res)
             code = 0
             try:
-                loop = Loop(share, [m for m in share if m in senders], key, args.size, run_id)
+                loop = Loop(share, [m for m in share if m in senders], args.size, run_id)
                 with os.fdopen(w_res, "wb") as out, os.fdopen(r_go, "rb") as go:
                     for rep in range(1, args.repeat + 1):
                         if not go.read(1):
                             break
                         res = loop.repetition(rep, {fd: c for fd, c in counts.items()
                                                     if any(m.conn.sock.fileno() == fd for m in loop.senders)},
-                                              args.messages, args.timeout)
+                                              per_room, args.timeout)
                         blob = msgpack.packb(res, use_bin_type=True)
                         out.write(_HEADER.pack(len(blob)) + blob)
                         out.flush()
@@ -444,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{'p99 ms':>7} {'max ms':>7} {'ack p50':>7} {'srv µs/d':>8} {'+db µs/d':>8} {'gen µs/d':>8} {'lost':>5} {'dup':>4}")
     for rep in range(1, args.repeat + 1):
         time.sleep(0.3)
-        cpu_s0, cpu_d0 = cpu_of(args.server_pid), cpu_of(args.server_pid) + cpu_of(args.db_pid, True)
+        # The server's children are its workers (--workers N); the embedded PostgreSQL runs apart.
+        cpu_s0 = cpu_of(args.server_pid, True)
+        cpu_d0 = cpu_s0 + cpu_of(args.db_pid, True)
         for go, _, _ in pipes:
             go.write(b"x")
         parts = []
@@ -453,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
             if len(header) < 4:
                 raise SystemExit("lean-load: a worker process failed (see above)")
             parts.append(msgpack.unpackb(res.read(_HEADER.unpack(header)[0]), raw=False))
-        cpu_s1, cpu_d1 = cpu_of(args.server_pid), cpu_of(args.server_pid) + cpu_of(args.db_pid, True)
+        cpu_s1 = cpu_of(args.server_pid, True)
+        cpu_d1 = cpu_s1 + cpu_of(args.db_pid, True)
         t0 = min(x["t0"] for x in parts)
         t_acked = max(x["t_acked"] for x in parts)
         t_end = max(x["t_end"] for x in parts)
@@ -492,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median: {summary['deliveries_per_s']:,.0f} deliveries/s, p50 {summary['p50_ms']:.2f} ms, "
           f"p99 {summary['p99_ms']:.2f} ms; lost {summary['lost']}, duplicates {summary['duplicates']}, "
           f"out of order {summary['disorder']} -> {'OK' if ok else 'FAILED'}")
-    print(json.dumps({"tool": "lean-load", "label": args.label, "members": args.members, "senders": args.senders,
+    print(json.dumps({"tool": "lean-load", "label": args.label, "rooms": args.rooms, "members": args.members,
+                      "senders": args.senders,
                       "messages": args.messages, "size": args.size, "processes": nproc, "ok": ok,
                       **summary, "reps": rows}, separators=(",", ":")))
     return 0 if ok else 1
