@@ -35,7 +35,7 @@ MIN_FILE_SIZE = len(HEADER) + len(b"{}") + len(TAIL)  # a file always holds >= 1
 INFO_NAME = "session_info.json"
 IMAGE_NAME = "session_img.png"
 SESSION_ID_LEN = 15  # YYYYMMDD_NNNNNN
-MAX_CACHED_ROOMS = 100_000
+MAX_CACHED_ROOMS = 10_000   # the rooms being written to; as many as messages.py remembers rows of
 
 # [0-9], not \d: \d also matches non-ASCII digits, which int() would happily accept.
 _YEAR_RE = re.compile(r"([0-9]{4})")

@@ -283,6 +283,22 @@ def test_room_symlinked_out_of_the_root_is_refused(archive: Archive, tmp_path: P
         archive.room_dir(SID, CID)
 
 
+def test_a_room_folder_not_yet_made_is_checked_again_once_it_exists(archive: Archive, tmp_path: Path) -> None:
+    # room_dir remembers only folders that exist when checked (the send path asks for its
+    # rooms' folders at every batch); a name checked before it existed is checked again.
+    archive.root.mkdir()
+    assert archive.room_dir(SID, CID) == archive.root / f"{SID}_{CID}"
+    (tmp_path / "elsewhere").mkdir()
+    (archive.root / f"{SID}_{CID}").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ProtocolError):
+        archive.room_dir(SID, CID)
+    other = archive.room_dir(SID, "kim")
+    archive.write_info(other, "x")                     # now it exists: remembered from here on
+    assert archive.room_dir(SID, "kim") is archive.room_dir(SID, "kim")
+    with pytest.raises(ProtocolError):
+        archive.room_dir(["not", "hashable"], CID)     # bad ids are still refused, not cached
+
+
 def test_valid_ids_make_one_folder_under_the_root(archive: Archive) -> None:
     room = archive.room_dir("20230914_000001", "a.b-c_D9")
     assert room == archive.root / "20230914_000001_a.b-c_D9"
