@@ -1,8 +1,8 @@
 """Benchmark: one server process against several (``--workers N``) on one database, the same
 workload in alternating runs, and the ratio (issue 8: throughput grows with processes).
 
-Each run starts a fresh server (temporary data dir, embedded PostgreSQL, abuse limits lifted
-as ``messenger-loadtest`` does) with ``--workers 1`` or ``--workers N`` in turn, drives it
+Each run starts a fresh server (a temporary embedded PostgreSQL, abuse limits lifted as
+``messenger-loadtest`` does) with ``--workers 1`` or ``--workers N`` in turn, drives it
 with a load generator, then stops it and keeps the lines its stop log writes about session
 and room affinity and batches. The default shape is the many-room group chat (50 rooms of 4
 members, 4 closed-loop senders each); ``--rooms/--members/--senders`` change it.
@@ -19,44 +19,30 @@ Prints each run's figures, the medians and the ratio, and one JSON line.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import db_pid, emit, machine, median, run_loadtest  # noqa: E402
-
-from messenger_peer.loadtest import RELAXED_LIMITS, ServerUnderTest  # noqa: E402
+from benchlib import db_pid, emit, machine, median, run_loadtest, server_with_database  # noqa: E402
 
 STOP_LOG_MARKS = ("session affinity:", "room affinity:", "committed ")
 
 
 def one_run(workers: int, shape: list[str], generator: str, timeout: float) -> dict:
     """Start a server with ``workers`` processes, load it, stop it; the generator's figures."""
-    data = tempfile.mkdtemp(prefix="messenger-bench-workers-")
-    os.chmod(data, 0o755)          # the embedded PostgreSQL may run as another user
-    try:
-        server = ServerUnderTest.start([sys.executable, "-m", "messenger_server", "--host", "127.0.0.1",
-                                        "--port", "0", "--data-dir", data, "--workers", str(workers),
-                                        "--log-level", "info", *RELAXED_LIMITS], data, keep=True)
-        dbp = db_pid(Path(data) / "pg")
-        try:
-            where = ["--server", "%s:%d" % server.address, "--server-pid", str(server.pid),
-                     *(["--db-pid", str(dbp)] if dbp else [])]
-            extra = [] if generator == "lean" else ["--progress", "lines"]
-            result = run_loadtest([*where, *shape, *extra, "--label", f"workers-{workers}"], timeout,
-                                  lean=generator == "lean")
-        finally:
-            server.stop()
-        log = (Path(data) / "server.stderr").read_text(errors="replace")
-        result["stop_log"] = [line.split(" INFO ", 1)[-1] for line in log.splitlines()
-                              if any(mark in line for mark in STOP_LOG_MARKS)]
-        return result
-    finally:
-        shutil.rmtree(data, ignore_errors=True)
+    with server_with_database(["--workers", str(workers), "--log-level", "info"]) as (server, _, data):
+        dbp = db_pid(data.parent / "pg")
+        where = ["--server", "%s:%d" % server.address, "--server-pid", str(server.pid),
+                 *(["--db-pid", str(dbp)] if dbp else [])]
+        extra = [] if generator == "lean" else ["--progress", "lines"]
+        result = run_loadtest([*where, *shape, *extra, "--label", f"workers-{workers}"], timeout,
+                              lean=generator == "lean")
+        server.stop()                  # the stop log says what moved between the workers
+        log = (data / "server.stderr").read_text(errors="replace")
+    result["stop_log"] = [line.split(" INFO ", 1)[-1] for line in log.splitlines()
+                          if any(mark in line for mark in STOP_LOG_MARKS)]
+    return result
 
 
 def figures(result: dict, generator: str) -> dict:

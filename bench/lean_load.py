@@ -27,32 +27,24 @@ import argparse
 import array
 import hashlib
 import hmac
-import ipaddress
 import json
 import os
 import select
 import socket
 import statistics
-import struct
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
-import msgpack
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # runnable from a checkout
 
-_HEADER = struct.Struct(">I")
+from messenger_peer.loadtest import CpuMeter, check_loopback, mono_ns, percentile  # noqa: E402
+from messenger_protocol import FrameDecoder, encode  # noqa: E402
+from messenger_protocol.frames import decode_body  # noqa: E402
 PASSWORD = "lean-load-password"
 MAGIC = b"LEAN"
-
-
-def mono_ns() -> int:
-    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-
-
-def frame(message: dict[str, Any]) -> bytes:
-    body = msgpack.packb(message, use_bin_type=True)
-    return _HEADER.pack(len(body)) + body
 
 
 def send_all(sock: socket.socket, data: bytes) -> None:
@@ -68,34 +60,19 @@ def send_all(sock: socket.socket, data: bytes) -> None:
         view = view[n:]
 
 
-def split_frames(buf: bytearray) -> list[bytes]:
-    """Take the complete frames' bodies out of ``buf``."""
-    out = []
-    pos, end = 0, len(buf)
-    while end - pos >= 4:
-        (n,) = _HEADER.unpack_from(buf, pos)
-        if end - pos - 4 < n:
-            break
-        out.append(bytes(buf[pos + 4:pos + 4 + n]))
-        pos += 4 + n
-    if pos:
-        del buf[:pos]
-    return out
-
-
 class Blocking:
     """A blocking request/reply connection for the set-up steps."""
 
     def __init__(self, address: tuple[str, int]) -> None:
         self.sock = socket.create_connection(address, timeout=60)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = bytearray()
+        self.decoder = FrameDecoder()
         self.next_id = 0
         self.replies: dict[int, dict[str, Any]] = {}
 
     def send(self, op: str, **fields: Any) -> int:
         self.next_id += 1
-        self.sock.sendall(frame({"id": self.next_id, "op": op, **fields}))
+        self.sock.sendall(encode({"id": self.next_id, "op": op, **fields}))
         return self.next_id
 
     def wait(self, rid: int) -> dict[str, Any]:
@@ -103,10 +80,8 @@ class Blocking:
             data = self.sock.recv(65536)
             if not data:
                 raise ConnectionError("the server closed the connection")
-            self.buf += data
-            for body in split_frames(self.buf):
-                msg = msgpack.unpackb(body, raw=False)
-                if msg.get("op") != "push" and isinstance(msg.get("id"), int):
+            for msg in self.decoder.feed(data):
+                if isinstance(msg, dict) and msg.get("op") != "push" and isinstance(msg.get("id"), int):
                     self.replies[msg["id"]] = msg
         return self.replies.pop(rid)
 
@@ -123,7 +98,7 @@ class Member:
         self.listener = listener
         self.secret = b""
         self.push: socket.socket | None = None
-        self.push_buf = bytearray()
+        self.push_decoder = FrameDecoder()
         self.nonce = b""
         self.authed = False
         self.last_seq = 0
@@ -186,7 +161,6 @@ class Loop:
             self._watch(m.conn.sock, "session", m)
             if m.push is not None:                  # a link opened before this loop (warm-up)
                 self._watch(m.push, "push", m)
-        self.session_bufs: dict[int, bytearray] = {m.conn.sock.fileno(): bytearray() for m in members}
         # per repetition
         self.rep = 0
         self.lat = array.array("d")
@@ -212,18 +186,15 @@ class Loop:
         m.conn.next_id += 1
         rid = m.conn.next_id
         self.outstanding[m.conn.sock.fileno(), rid] = sent
-        send_all(m.conn.sock, frame({"id": rid, "op": "send", **m.room, "chat_type": "text",
+        send_all(m.conn.sock, encode({"id": rid, "op": "send", **m.room, "chat_type": "text",
                                      "content": self._content(sent), "txn_id": uuid.uuid4().hex}))
 
     def _on_session(self, fd: int, m: Member) -> None:
         data = m.conn.sock.recv(262144)
         if not data:
             raise SystemExit(f"lean-load: the server closed {m.user_id}'s session")
-        buf = self.session_bufs[fd]
-        buf += data
         now = mono_ns()
-        for body in split_frames(buf):
-            msg = msgpack.unpackb(body, raw=False)
+        for msg in m.conn.decoder.feed(data):
             if msg.get("op") == "push":                 # the NAT fallback: pushes come here
                 self._on_push(m, msg, now)
                 continue
@@ -246,9 +217,9 @@ class Loop:
             self.ep.unregister(m.push.fileno())
             self.by_fd.pop(m.push.fileno(), None)
             m.push.close()
-        m.push, m.push_buf, m.authed = sock, bytearray(), False
+        m.push, m.push_decoder, m.authed = sock, FrameDecoder(), False
         m.nonce = os.urandom(32)
-        sock.sendall(frame({"op": "challenge", "nonce": m.nonce}))
+        sock.sendall(encode({"op": "challenge", "nonce": m.nonce}))
         sock.setblocking(False)
         self._watch(sock, "push", m)
 
@@ -264,15 +235,13 @@ class Loop:
             m.push.close()
             m.push = None
             return
-        m.push_buf += data
         now = mono_ns()
-        for body in split_frames(m.push_buf):
-            msg = msgpack.unpackb(body, raw=False)
+        for msg in m.push_decoder.feed(data):
             if not m.authed:
                 expected = hmac.new(m.secret, m.nonce, hashlib.sha256).digest()
                 if msg.get("op") != "auth" or not hmac.compare_digest(expected, msg.get("mac", b"")):
                     raise SystemExit(f"lean-load: a push link to {m.user_id} failed the challenge")
-                send_all(m.push, frame({"op": "auth", "ok": True}))
+                send_all(m.push, encode({"op": "auth", "ok": True}))
                 m.authed = True
                 continue
             self._on_push(m, msg, now)
@@ -349,36 +318,8 @@ def _room_name(room: dict[str, Any]) -> str:
     return f"{room['session_id']}_{room['creator_id']}"
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, max(0, int(round(q / 100 * len(values) + 0.5)) - 1))]
-
-
-def check_loopback(host: str) -> None:
-    for info in socket.getaddrinfo(host, None):
-        if not ipaddress.ip_address(info[4][0]).is_loopback:
-            raise SystemExit(f"lean-load: {host!r} is not a loopback address")
-
-
-def cpu_of(pid: int | None, children: bool = False) -> float:
-    if not pid:
-        return 0.0
-    import psutil
-    try:
-        proc = psutil.Process(pid)
-        procs = [proc] + (proc.children(recursive=True) if children else [])
-        total = 0.0
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
-    except psutil.Error:
-        return 0.0
+def pct(values: list[float], q: float) -> float | None:
+    return percentile(sorted(values), q)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -447,8 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                         res = loop.repetition(rep, {fd: c for fd, c in counts.items()
                                                     if any(m.conn.sock.fileno() == fd for m in loop.senders)},
                                               per_room, args.timeout)
-                        blob = msgpack.packb(res, use_bin_type=True)
-                        out.write(_HEADER.pack(len(blob)) + blob)
+                        out.write(encode(res))
                         out.flush()
             except BaseException as exc:   # report and leave without running the parent's code
                 print(f"lean-load worker {i}: {exc!r}", file=sys.stderr)
@@ -459,14 +399,13 @@ def main(argv: list[str] | None = None) -> int:
         os.close(w_res)
         pipes.append((os.fdopen(w_go, "wb", buffering=0), os.fdopen(r_res, "rb"), pid))
 
+    meter = CpuMeter(args.server_pid, args.db_pid)
     rows = []
     print(f"{'rep':>4} {'acked':>7} {'msgs/s':>8} {'deliveries':>10} {'deliv/s':>9} {'p50 ms':>7} {'p95 ms':>7} "
           f"{'p99 ms':>7} {'max ms':>7} {'ack p50':>7} {'srv µs/d':>8} {'+db µs/d':>8} {'gen µs/d':>8} {'lost':>5} {'dup':>4}")
     for rep in range(1, args.repeat + 1):
         time.sleep(0.3)
-        # The server's children are its workers (--workers N); the embedded PostgreSQL runs apart.
-        cpu_s0 = cpu_of(args.server_pid, True)
-        cpu_d0 = cpu_s0 + cpu_of(args.db_pid, True)
+        before = meter.snapshot()
         for go, _, _ in pipes:
             go.write(b"x")
         parts = []
@@ -474,9 +413,9 @@ def main(argv: list[str] | None = None) -> int:
             header = res.read(4)
             if len(header) < 4:
                 raise SystemExit("lean-load: a worker process failed (see above)")
-            parts.append(msgpack.unpackb(res.read(_HEADER.unpack(header)[0]), raw=False))
-        cpu_s1 = cpu_of(args.server_pid, True)
-        cpu_d1 = cpu_s1 + cpu_of(args.db_pid, True)
+            parts.append(decode_body(res.read(int.from_bytes(header, "big"))))
+        # The server's descendants are its workers (--workers N); the embedded PostgreSQL runs apart.
+        _, with_db, database = CpuMeter.delta(before, meter.snapshot())
         t0 = min(x["t0"] for x in parts)
         t_acked = max(x["t_acked"] for x in parts)
         t_end = max(x["t_end"] for x in parts)
@@ -490,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
             "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99), "max_ms": max(lat, default=0),
             "ack_p50_ms": pct(ack, 50), "lost": sum(x["lost"] for x in parts),
             "duplicates": sum(x["duplicates"] for x in parts), "disorder": sum(x["disorder"] for x in parts),
-            "server_cpu_us_per_delivery": (cpu_s1 - cpu_s0) / deliveries * 1e6 if args.server_pid else None,
-            "server_db_cpu_us_per_delivery": (cpu_d1 - cpu_d0) / deliveries * 1e6 if args.server_pid else None,
+            "server_cpu_us_per_delivery": None if with_db is None else (with_db - database) / deliveries * 1e6,
+            "server_db_cpu_us_per_delivery": None if with_db is None else with_db / deliveries * 1e6,
             "generator_cpu_us_per_delivery": sum(x["cpu_s"] for x in parts) / deliveries * 1e6,
         }
         rows.append(row)
